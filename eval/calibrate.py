@@ -28,7 +28,7 @@ from eval.datasets import SHARED_EVAL_DIR, load_dataset
 from eval.metrics import ndcg_at_k
 from kb.config import Settings
 from kb.search.engine import Candidates, SearchEngine
-from kb.search.fusion import NORMS, Weights
+from kb.search.fusion import Weights
 from kb.text import Analyzer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,14 +42,19 @@ GLOSS_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 VECTOR_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
 
 
+Norm = tuple[str, float]  # (normalisation, overlap)
+NORM_GRID: tuple[Norm, ...] = (("minmax", 0.0), ("query-max", 0.0), ("query-max", 0.25), ("query-max", 0.5),
+                               ("query", 0.0))
+
+
 @dataclass
 class Setting:
     name: str
     queries: list[tuple[Candidates, dict[str, int]]]
 
-    def ndcg(self, weights: Weights, norm: str) -> float:
+    def ndcg(self, weights: Weights, norm: Norm) -> float:
         return statistics.fmean(
-            ndcg_at_k([h.doc_id for h in c.rank(weights, 10, norm)], rels, 10) for c, rels in self.queries
+            ndcg_at_k([h.doc_id for h in c.rank(weights, 10, *norm)], rels, 10) for c, rels in self.queries
         )
 
 
@@ -75,14 +80,14 @@ def collect(lang: str, settings: Settings, embedder: CachedEmbedder, analyzer: A
 
 @dataclass
 class Choice:
-    norm: str
+    norm: Norm
     sparse_gloss: float
     weights: Weights
     key: tuple[float, float]  # (worst margin over the parts, mean hybrid nDCG@10)
     lines: list[str]
 
 
-def calibrate(settings_list: Sequence[Setting], norm: str) -> Choice:
+def calibrate(settings_list: Sequence[Setting], norm: Norm) -> Choice:
     """The best bm25-mode gloss weight and hybrid weights for one query language and normalisation."""
     sparse_scores = {g: [s.ndcg(Weights(1.0, g, 0.0), norm) for s in settings_list] for g in GLOSS_GRID}
     best_g = max(GLOSS_GRID, key=lambda g: (statistics.fmean(sparse_scores[g]), -g))
@@ -115,24 +120,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     embedder = CachedEmbedder(inner, settings.cache_dir)
     analyzer = Analyzer(settings.data_dir)
     collected = {lang: collect(lang, settings, embedder, analyzer) for lang in args.langs}
-    by_norm: dict[str, dict[str, Choice]] = {}
-    for norm in NORMS:
+    by_norm: dict[Norm, dict[str, Choice]] = {}
+    for norm in NORM_GRID:
         by_norm[norm] = {lang: calibrate(collected[lang], norm) for lang in args.langs}
         for lang, c in by_norm[norm].items():
             print(
-                f"[{norm}] {lang}: margin {c.key[0]:+.4f} mean {c.key[1]:.4f}; bm25-mode gloss {c.sparse_gloss};"
-                f" hybrid {c.weights.as_dict()}"
+                f"[{norm}] {lang}: margin {c.key[0]:+.4f} mean {c.key[1]:.4f};"
+                f" bm25-mode gloss {c.sparse_gloss}; hybrid {c.weights.as_dict()}"
             )
             print("\n".join(c.lines))
     norm = max(
-        NORMS,
+        NORM_GRID,
         key=lambda n: (
             min(c.key[0] for c in by_norm[n].values()),
             statistics.fmean(c.key[1] for c in by_norm[n].values()),
         ),
     )
     print(f"chosen normalisation: {norm}")
-    profile: dict[str, object] = {"norm": norm}
+    profile: dict[str, object] = {"norm": norm[0], "overlap": norm[1]}
     for lang, c in by_norm[norm].items():
         profile[lang] = {**c.weights.as_dict(), "sparse_gloss": c.sparse_gloss}
     if args.write:

@@ -66,9 +66,7 @@ def _open(settings: Settings, quiet: bool = False) -> SearchEngine:
 
     def rebuild_from() -> list[Document]:
         if not source or not Path(source).exists():
-            raise KBError(
-                f"the index in {settings.index_dir} is unusable and its source is gone; run `kb index build`"
-            )
+            raise KBError(f"the index in {settings.index_dir} is unusable and its source is gone; run `kb index build`")
         return list(read_documents(Path(source)))
 
     def note(reason: str) -> None:
@@ -187,16 +185,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="kb", description="tac-kb: bilingual knowledge search for support centers"
-    )
+    p = argparse.ArgumentParser(prog="kb", description="tac-kb: bilingual knowledge search for support centers")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--index-dir", help="index directory (default: $KB_INDEX_DIR or .kb/index)")
-        sp.add_argument(
-            "--model", help="sentence-transformers model name or local path (default: bundled MiniLM)"
-        )
+        sp.add_argument("--model", help="sentence-transformers model name or local path (default: bundled MiniLM)")
 
     index = sub.add_parser("index", help="build and maintain the search index")
     isub = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
@@ -224,9 +218,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("query")
     s.add_argument("-k", type=int, default=10, help="number of results (1-100, default 10)")
     s.add_argument("--mode", choices=MODES, help="default: hybrid (bm25 when built with --no-embed)")
-    s.add_argument(
-        "--lang", action="append", choices=("zh", "en", "mixed"), help="only documents in this language"
-    )
+    s.add_argument("--lang", action="append", choices=("zh", "en", "mixed"), help="only documents in this language")
     s.add_argument("--product", action="append", help="only documents of this product (repeatable)")
     s.add_argument("--json", action="store_true", help="one JSON line")
     common(s)
@@ -243,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if getattr(args, "k", 1) is not None and not 1 <= getattr(args, "k", 1) <= 100:
         p.error("-k must be between 1 and 100")
+    from kb.search.dense import set_faiss_threads
+
+    set_faiss_threads(1)  # one query at a time: OpenMP threads only contend on 2 cores (dense.py notes)
     try:
         return int(args.func(args))
     except KBError as exc:

@@ -230,9 +230,7 @@ class SearchEngine:
             mask &= np.isin(column, np.array(wanted, dtype=np.int64))
         return mask
 
-    def search(
-        self, query: str, k: int = 10, mode: Mode = "hybrid", filters: Filter | None = None
-    ) -> list[Hit]:
+    def search(self, query: str, k: int = 10, mode: Mode = "hybrid", filters: Filter | None = None) -> list[Hit]:
         """Top ``k`` live documents for ``query`` that pass ``filters``."""
         cands = self.candidates(query, k, mode, filters)
         if mode == "bm25":
@@ -241,11 +239,9 @@ class SearchEngine:
             weights = Weights(0.0, 0.0, 1.0)
         else:
             weights = self.profile.weights(cands.lang)
-        return cands.rank(weights, k, self.profile.norm)
+        return cands.rank(weights, k, self.profile.norm, self.profile.overlap)
 
-    def candidates(
-        self, query: str, k: int, mode: Mode = "hybrid", filters: Filter | None = None
-    ) -> Candidates:
+    def candidates(self, query: str, k: int, mode: Mode = "hybrid", filters: Filter | None = None) -> Candidates:
         """The fusion input: every signal's exact score for the union of each signal's top candidates.
 
         Filters and deleted rows are applied inside each retrieval, before its top-k.
@@ -313,16 +309,14 @@ class Candidates:
     passages: list[int | None]
     bounds: dict[str, float]
 
-    def rank(self, weights: Weights, k: int, norm: str = "minmax") -> list[Hit]:
+    def rank(self, weights: Weights, k: int, norm: str = "minmax", overlap: float = 0.0) -> list[Hit]:
         """Fuse with ``weights`` and keep the best ``k``; a document no weighted signal matched is dropped."""
         hits = []
-        for i, score in fuse(self.signals, weights, self.doc_ids, norm=norm, bounds=self.bounds):
+        for i, score in fuse(self.signals, weights, self.doc_ids, norm=norm, bounds=self.bounds, overlap=overlap):
             # A lexical signal found the document when it scored > 0; the vector signal always "finds"
             # its candidates (nearest neighbours), whatever the sign of the cosine.
             matched = {
-                n: float(s[i])
-                for n, s in self.signals.items()
-                if weights.of(n) > 0 and (s[i] > 0 or n == "vector")
+                n: float(s[i]) for n, s in self.signals.items() if weights.of(n) > 0 and (s[i] > 0 or n == "vector")
             }
             if not matched:
                 continue

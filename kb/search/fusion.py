@@ -52,6 +52,7 @@ class FusionProfile:
     by_lang: Mapping[str, Weights]
     sparse_gloss: Mapping[str, float]
     norm: str = "minmax"
+    overlap: float = 0.0
 
     def weights(self, lang: str) -> Weights:
         return self.by_lang.get(lang) or self.by_lang["mixed"]
@@ -78,11 +79,12 @@ def load_profile(path: Path, model: str, cjk_capable: bool) -> FusionProfile:
         by_lang = {lang: Weights(**{s: float(raw[lang][s]) for s in SIGNALS}) for lang in QUERY_LANGS}
         sparse = {lang: float(raw[lang]["sparse_gloss"]) for lang in QUERY_LANGS}
         norm = str(raw.get("norm", "minmax"))
+        overlap = float(raw.get("overlap", 0.0))
         if norm not in NORMS:
             raise ValueError(f"norm {norm!r}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"fusion profile file {path} is unreadable or incomplete: {exc}") from exc
-    return FusionProfile(key, by_lang, sparse, norm)
+    return FusionProfile(key, by_lang, sparse, norm, overlap)
 
 
 def minmax(scores: FloatArray) -> FloatArray:
@@ -105,12 +107,14 @@ def fuse(
     *,
     norm: str = "minmax",
     bounds: Mapping[str, float] | None = None,
+    overlap: float = 0.0,
 ) -> list[tuple[int, float]]:
     """Combine per-signal scores of the same candidates (aligned with ``doc_ids``).
 
     ``norm="query-max"`` is ``query`` with the two lexical fields (native tokens and English glosses)
     combined by max instead of sum: for a document in the query's language both fields see the same
-    match, for one in the other language only the gloss field can, so a sum favours the query's language.
+    match, for one in the other language only the gloss field can, so a sum favours the query's language;
+    ``overlap`` adds back that share of the smaller field (0: pure max, 1: the plain sum).
     ``norm="minmax"`` rescales each signal to [0, 1] over the candidates; ``norm="query"`` divides each
     signal by its query-dependent upper bound in ``bounds`` (for BM25: the sum of the query terms' largest
     weights, so 1.0 means "the whole query matched as well as anywhere"; for cosine: 1), which keeps a
@@ -122,6 +126,7 @@ def fuse(
     n = len(doc_ids)
     total = np.zeros(n, dtype=np.float64)
     lexical: npt.NDArray[np.float64] | None = None
+    lexical_min: npt.NDArray[np.float64] | None = None
     for name, scores in signals.items():
         if scores.shape != (n,):
             raise ValueError(f"signal {name!r} has {scores.shape[0]} scores for {n} candidates")
@@ -136,10 +141,15 @@ def fuse(
             continue
         part = w * np.clip(scores / bound, 0.0, 1.0)
         if norm == "query-max" and name in LEXICAL:
-            lexical = part if lexical is None else np.maximum(lexical, part)
+            if lexical is None:
+                lexical, lexical_min = part, None
+            else:
+                lexical, lexical_min = np.maximum(lexical, part), np.minimum(lexical, part)
         else:
             total += part
     if lexical is not None:
         total += lexical
+        if overlap and lexical_min is not None:
+            total += overlap * lexical_min
     order = sorted(range(n), key=lambda i: (-total[i], doc_ids[i]))
     return [(i, float(total[i])) for i in order]

@@ -1,0 +1,498 @@
+"""Speed benchmark: ``python -m eval.bench --docs N [--json] [--skip-rank-bm25] [--queries Q] [--no-embed]``.
+
+A seeded synthetic bilingual corpus (a 50k-term Zipf vocabulary of pseudo-English and Chinese words, plus
+error codes and versions) is indexed on the same tokens by our BM25 (``SparseIndex``), rank-bm25 and tantivy,
+and, up to ``MAX_EMBED_DOCS``, by the full ``SearchEngine`` with the real embedding model. Query set *a*
+draws 3-8 terms from the corpus distribution; set *b* ("rare") does the same without the 100 most common
+terms. Latencies are per query from one caller thread, after warm-up queries. Figures go to eval/BENCH.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import re
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from kb.search.sparse import BM25Params, SparseIndex
+from kb.search.types import Document, FloatArray
+
+Q = TypeVar("Q")
+R = TypeVar("R")
+Int32Array = npt.NDArray[np.int32]
+
+VOCAB_TERMS: Final = 50_000  # word ids 0..49,999 in Zipf rank order; codes and versions follow
+ZIPF_S: Final = 1.0
+DOC_WORDS: Final = (80, 160)  # words per document, uniform: ~120 tokens with the codes and versions
+N_CODES: Final = 1_000  # distinct 0x8007xxxx error codes
+N_VERSIONS: Final = 200
+QUERY_TERMS: Final = (3, 8)
+RARE_SKIP: Final = 100  # set b never draws the 100 most common words
+HYBRID_TERMS: Final = 12  # engine documents: the first 12 tokens (3 title + 9 body), so embedding stays feasible
+MAX_EMBED_DOCS: Final = 200_000  # beyond this hybrid is skipped: embedding would take hours here
+EMBED_THREADS: Final = 2
+K: Final = 10
+LANGS: Final = ("en", "zh", "mixed")
+_CJK: Final = (  # 400 common characters; Chinese words are 2-4 of them
+    "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种"
+    "面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本"
+    "去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比"
+    "或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总"
+    "次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做"
+    "必战先回则任取据处队南给色光门即保治北造百规热领七海口东导器压志世金增争济阶油思术极交受联什认六共权"
+    "收证改清己美再采转更单风切打白教速花带安场身车例真务具万每目至达走积示议声报斗完类八离华名确才科张信"
+    "马节话米整空元况今集温传土许步群广石记需段研界拉林律叫且究观越织装影算低持音众书布复容儿须际商非验连"
+)
+_ONSETS: Final = (*"bcdfghjklmnprstvwz", "ch", "sh", "th", "tr", "pl", "st")
+_VOWELS: Final = (*"aeiou", "ai", "ea", "ou")
+
+
+@dataclass(frozen=True, slots=True)
+class Vocab:
+    """Word ids ``[0, VOCAB_TERMS)`` by Zipf rank (0 is the most common), then codes, then versions."""
+
+    terms: list[str]
+    prob: npt.NDArray[np.float64]  # Zipf probability of each word id
+    zh: npt.NDArray[np.bool_]  # word id is a Chinese word
+
+    def sample(self, rng: np.random.Generator, n: int, lang: int, skip: int = 0) -> Int32Array:
+        """``n`` word ids drawn by Zipf probability among ``LANGS[lang]`` words of rank >= ``skip``."""
+        ok = np.ones(VOCAB_TERMS, np.bool_) if LANGS[lang] == "mixed" else self.zh == (LANGS[lang] == "zh")
+        ok[:skip] = False
+        ids = np.flatnonzero(ok)
+        cdf = np.cumsum(self.prob[ids])
+        drawn: Int32Array = ids[np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right")].astype(np.int32)
+        return drawn
+
+
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    """Documents as token ids: row ``r`` is ``ids[offsets[r]:offsets[r + 1]]``, in language ``LANGS[lang[r]]``."""
+
+    vocab: Vocab
+    ids: Int32Array
+    offsets: npt.NDArray[np.int64]
+    lang: npt.NDArray[np.int8]
+
+    def __len__(self) -> int:
+        return int(self.lang.size)
+
+    def tokens(self) -> list[list[str]]:
+        """Every document as its list of terms (the str objects are shared with the vocabulary)."""
+        flat = np.asarray(self.vocab.terms, dtype=object)[self.ids].tolist()
+        bounds = self.offsets.tolist()
+        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def documents(self, n_terms: int = HYBRID_TERMS) -> list[Document]:
+        """Engine documents ``d<row>``: title = the first 3 tokens, text = the next ``n_terms - 3``."""
+        terms, docs = self.vocab.terms, []
+        for row, start in enumerate(self.offsets[:-1].tolist()):
+            toks = [terms[i] for i in self.ids[start : min(start + n_terms, self.offsets[row + 1])].tolist()]
+            docs.append(Document(f"d{row}", " ".join(toks[:3]), " ".join(toks[3:]), LANGS[self.lang[row]]))
+        return docs
+
+
+def _unique(make: Callable[[], str], n: int) -> list[str]:
+    seen: dict[str, None] = {}
+    while len(seen) < n:
+        seen.setdefault(make(), None)
+    return list(seen)
+
+
+def make_vocab(seed: int = 0) -> Vocab:
+    """The seeded vocabulary: half syllable words ("vujiba"), half Chinese words; ranks interleave them."""
+    rng = np.random.default_rng([seed, 0])
+    chars = np.array(list(_CJK))
+
+    def en_word() -> str:
+        word = "".join(_ONSETS[rng.integers(len(_ONSETS))] + _VOWELS[rng.integers(len(_VOWELS))]
+                       for _ in range(int(rng.integers(2, 4))))
+        return word + "nrlst"[rng.integers(5)] if rng.random() < 0.5 else word
+
+    def zh_word() -> str:
+        return "".join(chars[rng.integers(len(chars), size=int(rng.choice([2, 2, 2, 3, 3, 4])))].tolist())
+
+    half = VOCAB_TERMS // 2
+    pool = _unique(en_word, half) + _unique(zh_word, VOCAB_TERMS - half)
+    order = rng.permutation(VOCAB_TERMS)
+    codes = [f"0x8007{v:04x}" for v in rng.choice(1 << 16, N_CODES, replace=False).tolist()]
+    versions = _unique(lambda: ".".join(str(int(x)) for x in rng.integers([1, 0, 0], [20, 10, 10_000])),
+                       N_VERSIONS)
+    prob = 1.0 / np.arange(1, VOCAB_TERMS + 1) ** ZIPF_S
+    return Vocab([pool[i] for i in order] + codes + versions, prob / prob.sum(), order >= half)
+
+
+def generate_corpus(n_docs: int, seed: int = 0, vocab: Vocab | None = None) -> Corpus:
+    """``n_docs`` documents (a third each en, zh, mixed): 0-2 error codes and 0-1 version, then 80-160 words."""
+    vocab = vocab or make_vocab(seed)
+    rng = np.random.default_rng([seed, 1])
+    lang = rng.integers(0, 3, n_docs).astype(np.int8)
+    n_codes, n_versions = rng.binomial(2, 0.15, n_docs), rng.binomial(1, 0.15, n_docs)
+    head = n_codes + n_versions
+    sizes = head + rng.integers(DOC_WORDS[0], DOC_WORDS[1] + 1, n_docs)
+    offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    ids = np.empty(int(offsets[-1]), np.int32)
+    is_word = np.ones(ids.size, np.bool_)
+    for slot in range(3):  # the head slots: codes first, then the version
+        rows = np.flatnonzero(head > slot)
+        at, code = offsets[rows] + slot, slot < n_codes[rows]
+        is_word[at] = False
+        ids[at[code]] = VOCAB_TERMS + rng.integers(0, N_CODES, int(code.sum()))
+        ids[at[~code]] = VOCAB_TERMS + N_CODES + rng.integers(0, N_VERSIONS, int((~code).sum()))
+    token_lang = np.repeat(lang, sizes)
+    for code_of_lang in range(len(LANGS)):
+        where = is_word & (token_lang == code_of_lang)
+        ids[where] = vocab.sample(rng, int(where.sum()), code_of_lang)
+    return Corpus(vocab, ids, offsets, lang)
+
+
+def make_queries(vocab: Vocab, n: int, seed: int = 0, *, skip: int = 0) -> list[list[str]]:
+    """``n`` queries of 3-8 distinct terms from one language's distribution (ranks >= ``skip``);
+    one query in ten ends with an error code."""
+    rng = np.random.default_rng([seed, 2, skip])
+    queries = []
+    for _ in range(n):
+        lang, size = int(rng.integers(0, 3)), int(rng.integers(QUERY_TERMS[0], QUERY_TERMS[1] + 1))
+        ids = list(dict.fromkeys(vocab.sample(rng, 4 * size, lang, skip).tolist()))[:size]
+        if rng.random() < 0.1:
+            ids[-1] = VOCAB_TERMS + int(rng.integers(N_CODES))
+        queries.append([vocab.terms[i] for i in ids])
+    return queries
+
+
+# ---- measuring -----------------------------------------------------------------------------------------
+def _timed(search: Callable[[Q], R], queries: Sequence[Q], warmup: int = 3) -> tuple[dict[str, float], list[R]]:
+    """p50/p99 milliseconds of ``search`` over ``queries`` (after ``warmup`` unmeasured calls), and results."""
+    for query in queries[:warmup]:
+        search(query)
+    ms: list[float] = []
+    results: list[R] = []
+    for query in queries:
+        start = time.perf_counter()
+        results.append(search(query))
+        ms.append((time.perf_counter() - start) * 1e3)
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3)}, results
+
+
+def _status_mb(name: str) -> float | None:
+    try:
+        found = re.search(rf"^{name}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(found.group(1)) / 1024 if found else None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def _build_meter(n_docs: int) -> Iterator[dict[str, float]]:
+    """Seconds, docs/s and peak RSS of the enclosed build, in this process.
+
+    The peak is VmHWM after resetting it just before the build, so it is the process's peak *during* the
+    build (memory already held counts: see ``rss_before_mb``). Without the reset it falls back to
+    ``ru_maxrss``, the peak since the process started (an upper bound), and says so.
+    """
+    gc.collect()
+    before = _status_mb("VmRSS") or 0.0
+    exact = _reset_peak_rss()
+    stats: dict[str, Any] = {}
+    start = time.perf_counter()
+    yield stats
+    seconds = time.perf_counter() - start
+    peak = _status_mb("VmHWM") if exact else None
+    stats.update(seconds=round(seconds, 2), docs_per_s=round(n_docs / seconds, 1), rss_before_mb=round(before))
+    stats["peak_rss_mb"] = round(peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    stats["peak_rss_method"] = "VmHWM reset" if peak is not None else "ru_maxrss since process start"
+
+
+@dataclass(slots=True)
+class Part:
+    """One engine's figures: latency on query sets a and b, its build, its best row per set-a query."""
+
+    a: dict[str, float]
+    b: dict[str, float]
+    build: dict[str, Any]
+    top1: list[int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def bench_sparse(tokens: list[list[str]], qa: list[list[str]], qb: list[list[str]]) -> Part:
+    """Our serving-path scorer: ``SparseIndex.top_k`` on the generated tokens."""
+    with _build_meter(len(tokens)) as build:
+        index = SparseIndex.build(tokens, BM25Params())
+
+    def search(query: list[str]) -> npt.NDArray[np.int64]:
+        return index.top_k(query, K)[0]
+
+    a, rows = _timed(search, qa)
+    b, _ = _timed(search, qb)
+    return Part(a, b, build, [int(r[0]) if r.size else -1 for r in rows])
+
+
+def bench_rank_bm25(tokens: list[list[str]], qa: list[list[str]], qb: list[list[str]]) -> Part:
+    """rank-bm25's ``BM25Okapi.get_scores`` plus a partial top-10 (ties: lower row first, as ours)."""
+    from rank_bm25 import BM25Okapi
+
+    with _build_meter(len(tokens)) as build:
+        bm25 = BM25Okapi(tokens)
+
+    def search(query: list[str]) -> npt.NDArray[np.int64]:
+        scores: npt.NDArray[np.float64] = bm25.get_scores(query)
+        top = np.argpartition(-scores, min(K, scores.size) - 1)[:K]  # -scores: see PERF-NOTES (argpartition)
+        top = top[np.lexsort((top, -scores[top]))]
+        return top[scores[top] > 0].astype(np.int64)
+
+    a, rows = _timed(search, qa, warmup=1)
+    b, _ = _timed(search, qb, warmup=1)
+    return Part(a, b, build, [int(r[0]) if r.size else -1 for r in rows])
+
+
+def bench_tantivy(tokens: list[list[str]], qa: list[list[str]], qb: list[list[str]]) -> Part:
+    """tantivy (Rust, in-memory index): one "whitespace" text field with freqs, BM25 OR of term queries."""
+    import tantivy
+
+    schema_builder = tantivy.SchemaBuilder()
+    schema_builder.add_text_field("body", stored=False, tokenizer_name="whitespace", index_option="freq")
+    schema_builder.add_unsigned_field("row", stored=True)
+    schema = schema_builder.build()
+    with _build_meter(len(tokens)) as build:
+        index = tantivy.Index(schema)
+        writer = index.writer(heap_size=1_000_000_000)
+        for row, doc in enumerate(tokens):
+            writer.add_document(tantivy.Document(body=" ".join(doc), row=row))
+        writer.commit()
+        writer.wait_merging_threads()
+        index.reload()
+    searcher = index.searcher()
+    should = tantivy.Occur.Should
+
+    def search(query: list[str]) -> list[Any]:
+        clauses = [(should, tantivy.Query.term_query(schema, "body", term)) for term in query]
+        return list(searcher.search(tantivy.Query.boolean_query(clauses), K, count=False).hits)
+
+    a, hits = _timed(search, qa)
+    b, _ = _timed(search, qb)
+    return Part(a, b, build, [int(searcher.doc(h[0][1])["row"][0]) if h else -1 for h in hits])
+
+
+class _TimedEmbedder:
+    """Passes ``encode`` through to ``inner`` and counts the texts and seconds (only cache misses reach it)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.texts, self.seconds = inner, 0, 0.0
+
+    @property
+    def dim(self) -> int:
+        return int(self.inner.dim)
+
+    @property
+    def name(self) -> str:
+        return str(self.inner.name)
+
+    @property
+    def cjk_capable(self) -> bool:
+        return bool(self.inner.cjk_capable)
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> FloatArray:
+        start = time.perf_counter()
+        vectors: FloatArray = self.inner.encode(texts, batch_size=batch_size, progress=progress)
+        self.seconds += time.perf_counter() - start
+        self.texts += len(texts)
+        return vectors
+
+
+def bench_hybrid(corpus: Corpus, qa: list[str], qb: list[str], cache_dir: Path | None, progress: bool) -> Part:
+    """The full engine (query analysis, query embedding, both sparse fields, dense, fusion), mode hybrid.
+
+    Document vectors come from the on-disk cache when present (cold on the first run); query vectors are
+    always computed by the model: the engine's embedder is switched to the bare model after the build.
+    """
+    from eval.cache import CachedEmbedder
+    from kb.config import Settings
+    from kb.search.embed import SentenceTransformerEmbedder
+    from kb.search.engine import SearchEngine
+    from kb.text import detect_lang
+
+    docs = corpus.documents()
+    with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
+        overrides: dict[str, Any] = {"index_dir": Path(tmp)}
+        if cache_dir is not None:
+            overrides["cache_dir"] = cache_dir
+        settings = Settings.from_env(**overrides)
+        model = SentenceTransformerEmbedder(settings.embed_model, threads=EMBED_THREADS)
+        timed = _TimedEmbedder(model)
+        model.encode(["load the model before the build is timed"])
+        with CachedEmbedder(timed, settings.cache_dir) as cached, _build_meter(len(docs)) as build:
+            engine = SearchEngine.build(docs, settings, embedder=cached, progress=progress)
+        engine.embedder = model
+    a, hits = _timed(lambda q: engine.search(q, k=K, mode="hybrid"), qa, warmup=5)
+    b, _ = _timed(lambda q: engine.search(q, k=K, mode="hybrid"), qb)
+    sparse_only, _ = _timed(lambda q: engine.search(q, k=K, mode="bm25"), qa)
+    query_embed, _ = _timed(lambda q: model.encode([q]), qa)
+    extra: dict[str, Any] = {"engine_bm25": sparse_only, "query_embed": query_embed, "dense": None}
+    extra["embed"] = {"texts_encoded": timed.texts, "seconds": round(timed.seconds, 1),
+                      "texts_per_s": round(timed.texts / timed.seconds, 1) if timed.texts else None,
+                      "cache_hits": cached.hits, "cache_dir": str(settings.cache_dir)}
+    if engine.dense is not None:
+        texts = [engine.analyzer.embed_text(q) if engine.glossing and detect_lang(q) != "en" else q for q in qa + qb]
+        recall = engine.dense.recall_at_k(model.encode(texts), K)
+        extra["dense"] = {"exact": engine.dense.exact, "recall_at_10": round(recall, 4), "vectors": engine.dense.n_vectors}
+    return Part(a, b, build, [int(h[0].doc_id[1:]) if h else -1 for h in hits], extra)
+
+
+# ---- the run --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """What ``run_bench`` measures; the CLI flags map onto these fields."""
+
+    docs: int
+    queries: int = 200
+    seed: int = 0
+    rank_bm25: bool = True
+    embed: bool = True
+    cache_dir: Path | None = None
+    progress: bool = False
+
+
+def rank_bm25_queries(n_docs: int, n_queries: int) -> int:
+    """rank-bm25 runs fewer queries on big corpora (~2 s each at 1M): 10 at 1M, 100 at 100k."""
+    return min(n_queries, max(10, 10_000_000 // max(n_docs, 1)))
+
+
+def _agreement(ours: list[int], theirs: list[int]) -> float | None:
+    """Share of queries (that we answer) whose best row is the peer's best row."""
+    pairs = [(a, b) for a, b in zip(ours, theirs, strict=False) if a >= 0]
+    return round(sum(a == b for a, b in pairs) / len(pairs), 3) if pairs else None
+
+
+def _checks(report: dict[str, Any]) -> dict[str, Any]:
+    """The floors of the issue, wherever both figures exist (they are stated for 1M and 100k docs)."""
+    bm25, tantivy, rank, hybrid = (report[k] for k in ("bm25", "tantivy", "rank_bm25", "hybrid"))
+    out: dict[str, Any] = {}
+    if bm25 and tantivy:
+        out["bm25_over_tantivy_p50"] = ratio = round(bm25["p50_ms"] / tantivy["p50_ms"], 2)
+        out["bm25_within_1.5x_tantivy"] = ratio <= 1.5
+    if bm25 and rank:
+        out["rank_bm25_over_bm25_p50"] = speedup = round(rank["p50_ms"] / bm25["p50_ms"], 1)
+        out["bm25_100x_rank_bm25"] = speedup >= 100
+    if hybrid:
+        out["hybrid_p50_le_20ms"] = hybrid["p50_ms"] <= 20
+        out["hybrid_p99_le_60ms"] = hybrid["p99_ms"] <= 60
+    return out
+
+
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    """Generate the corpus and queries, measure every enabled part, return the report (the --json line)."""
+    load = {"start": round(os.getloadavg()[0], 2)}
+    vocab = make_vocab(cfg.seed)
+    corpus = generate_corpus(cfg.docs, cfg.seed, vocab)
+    qa, qb = make_queries(vocab, cfg.queries, cfg.seed), make_queries(vocab, cfg.queries, cfg.seed, skip=RARE_SKIP)
+    n_rank = rank_bm25_queries(cfg.docs, cfg.queries)
+    parts: dict[str, Part] = {}
+    skipped: dict[str, str] = {}
+    if not cfg.embed:
+        skipped["hybrid"] = "--no-embed"
+    elif cfg.docs > MAX_EMBED_DOCS:
+        skipped["hybrid"] = f"more than {MAX_EMBED_DOCS} docs: embedding them is infeasible on this machine"
+    else:  # first, while the process holds little else: its peak RSS is the engine's
+        parts["hybrid"] = bench_hybrid(
+            corpus, [" ".join(q) for q in qa], [" ".join(q) for q in qb], cfg.cache_dir, cfg.progress
+        )
+        load["hybrid"] = round(os.getloadavg()[0], 2)
+    tokens = corpus.tokens()
+    parts["bm25"] = bench_sparse(tokens, qa, qb)
+    load["bm25"] = round(os.getloadavg()[0], 2)
+    parts["tantivy"] = bench_tantivy(tokens, qa, qb)
+    load["tantivy"] = round(os.getloadavg()[0], 2)
+    if cfg.rank_bm25:
+        parts["rank_bm25"] = bench_rank_bm25(tokens, qa[:n_rank], qb[:n_rank])
+        load["rank_bm25"] = round(os.getloadavg()[0], 2)
+    else:
+        skipped["rank_bm25"] = "--skip-rank-bm25"
+    names = ("bm25", "rank_bm25", "tantivy", "hybrid")
+    report: dict[str, Any] = {"docs": cfg.docs}
+    report.update({n: parts[n].a if n in parts else None for n in names})
+    main_build = parts["hybrid" if "hybrid" in parts else "bm25"].build
+    report["build"] = {"docs_per_s": main_build["docs_per_s"], "peak_rss_mb": main_build["peak_rss_mb"],
+                       "of": "engine incl. embedding" if "hybrid" in parts else "sparse index only"}
+    report["rare"] = {n: parts[n].b if n in parts else None for n in names}
+    report["builds"] = {n: parts[n].build for n in names if n in parts}
+    hybrid = parts["hybrid"].extra if "hybrid" in parts else {}
+    report.update({key: hybrid.get(key) for key in ("dense", "embed", "engine_bm25", "query_embed")})
+    report["agreement_top1"] = {n: _agreement(parts["bm25"].top1, parts[n].top1) if n in parts else None
+                                for n in ("rank_bm25", "tantivy", "hybrid")}
+    report["checks"] = _checks(report)
+    report["queries"] = {"a": len(qa), "b": len(qb), "rank_bm25": n_rank if cfg.rank_bm25 else 0,
+                         "mean_terms_a": round(float(np.mean([len(q) for q in qa])), 2),
+                         "mean_terms_b": round(float(np.mean([len(q) for q in qb])), 2)}
+    report["corpus"] = {"tokens": int(corpus.ids.size), "vocab_words": VOCAB_TERMS, "zipf_s": ZIPF_S,
+                        "seed": cfg.seed, "hybrid_doc_tokens": HYBRID_TERMS}
+    report["skipped"] = skipped
+    report["load"] = load
+    report["cores"] = os.cpu_count()
+    return report
+
+
+def _format(report: dict[str, Any]) -> str:
+    """A short human-readable summary of the report."""
+    lines = [f"{report['docs']:,} docs, {report['corpus']['tokens']:,} tokens, cores {report['cores']}"]
+    for name in ("bm25", "rank_bm25", "tantivy", "hybrid"):
+        a, b = report[name], report["rare"][name]
+        lines.append(f"  {name:<10}" + (f" p50 {a['p50_ms']:9.3f} ms  p99 {a['p99_ms']:9.3f} ms   rare p50 "
+                                        f"{b['p50_ms']:9.3f} ms" if a and b else " skipped"))
+    for name, build in report["builds"].items():
+        lines.append(f"  build {name:<10} {build['seconds']:8.1f} s  {build['docs_per_s']:10,.0f} docs/s  "
+                     f"peak RSS {build['peak_rss_mb']:,} MB (before {build['rss_before_mb']:,} MB)")
+    for key in ("dense", "embed", "engine_bm25", "query_embed", "agreement_top1", "checks", "load"):
+        lines.append(f"  {key}: {json.dumps(report[key], ensure_ascii=False)}")
+    return "\n".join(lines)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark from the command line; print the report (one JSON line with --json)."""
+    parser = argparse.ArgumentParser(prog="python -m eval.bench", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--docs", type=_positive_int, required=True, help="corpus size (e.g. 10000, 100000)")
+    parser.add_argument("--queries", type=_positive_int, default=200, help="queries per set (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="corpus and query seed (default 0)")
+    parser.add_argument("--json", action="store_true", help="print the report as one line of JSON")
+    parser.add_argument("--skip-rank-bm25", action="store_true", help="do not measure rank-bm25")
+    parser.add_argument("--no-embed", action="store_true", help="skip the hybrid engine (no embedding)")
+    parser.add_argument("--cache-dir", type=Path, help="embedding cache (default: KB_CACHE_DIR or .kb/cache)")
+    args = parser.parse_args(argv)
+    config = BenchConfig(args.docs, args.queries, args.seed, not args.skip_rank_bm25, not args.no_embed,
+                         args.cache_dir, progress=True)
+    report = run_bench(config)
+    print(json.dumps(report, ensure_ascii=False) if args.json else _format(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
