@@ -43,7 +43,6 @@ QUERY_TERMS: Final = (3, 8)
 RARE_SKIP: Final = 100  # set b never draws the 100 most common words
 HYBRID_TERMS: Final = 12  # engine documents: the first 12 tokens (3 title + 9 body), so embedding stays feasible
 MAX_EMBED_DOCS: Final = 200_000  # beyond this hybrid is skipped: embedding would take hours here
-EMBED_THREADS: Final = 2
 K: Final = 10
 LANGS: Final = ("en", "zh", "mixed")
 _CJK: Final = (  # 400 common characters; Chinese words are 2-4 of them
@@ -87,9 +86,6 @@ class Corpus:
     offsets: npt.NDArray[np.int64]
     lang: npt.NDArray[np.int8]
 
-    def __len__(self) -> int:
-        return int(self.lang.size)
-
     def tokens(self) -> list[list[str]]:
         """Every document as its list of terms (the str objects are shared with the vocabulary)."""
         flat = np.asarray(self.vocab.terms, dtype=object)[self.ids].tolist()
@@ -105,32 +101,37 @@ class Corpus:
         return docs
 
 
-def _unique(make: Callable[[], str], n: int) -> list[str]:
+def _unique(make_batch: Callable[[int], list[str]], n: int) -> list[str]:
+    """The first ``n`` distinct strings of successive batches (deterministic, in batch order)."""
     seen: dict[str, None] = {}
     while len(seen) < n:
-        seen.setdefault(make(), None)
-    return list(seen)
+        seen.update(dict.fromkeys(make_batch(2 * n)))
+    return list(seen)[:n]
 
 
 def make_vocab(seed: int = 0) -> Vocab:
     """The seeded vocabulary: half syllable words ("vujiba"), half Chinese words; ranks interleave them."""
     rng = np.random.default_rng([seed, 0])
-    chars = np.array(list(_CJK))
 
-    def en_word() -> str:
-        word = "".join(_ONSETS[rng.integers(len(_ONSETS))] + _VOWELS[rng.integers(len(_VOWELS))]
-                       for _ in range(int(rng.integers(2, 4))))
-        return word + "nrlst"[rng.integers(5)] if rng.random() < 0.5 else word
+    def en_words(m: int) -> list[str]:
+        syllables = np.char.add(
+            np.array(_ONSETS)[rng.integers(len(_ONSETS), size=(m, 3))],
+            np.array(_VOWELS)[rng.integers(len(_VOWELS), size=(m, 3))],
+        ).tolist()
+        ends = np.where(rng.random(m) < 0.5, np.array(list("nrlst"))[rng.integers(5, size=m)], "").tolist()
+        return ["".join(s[:n]) + e for s, n, e in zip(syllables, rng.integers(2, 4, m).tolist(), ends, strict=True)]
 
-    def zh_word() -> str:
-        return "".join(chars[rng.integers(len(chars), size=int(rng.choice([2, 2, 2, 3, 3, 4])))].tolist())
+    def zh_words(m: int) -> list[str]:
+        chars = np.array(list(_CJK))[rng.integers(len(_CJK), size=(m, 4))].tolist()
+        return ["".join(c[:n]) for c, n in zip(chars, rng.choice([2, 2, 2, 3, 3, 4], m).tolist(), strict=True)]
 
     half = VOCAB_TERMS // 2
-    pool = _unique(en_word, half) + _unique(zh_word, VOCAB_TERMS - half)
+    pool = _unique(en_words, half) + _unique(zh_words, VOCAB_TERMS - half)
     order = rng.permutation(VOCAB_TERMS)
     codes = [f"0x8007{v:04x}" for v in rng.choice(1 << 16, N_CODES, replace=False).tolist()]
-    versions = _unique(lambda: ".".join(str(int(x)) for x in rng.integers([1, 0, 0], [20, 10, 10_000])),
-                       N_VERSIONS)
+    versions = _unique(
+        lambda m: [f"{a}.{b}.{c}" for a, b, c in rng.integers([1, 0, 0], [20, 10, 10_000], (m, 3)).tolist()], N_VERSIONS
+    )
     prob = 1.0 / np.arange(1, VOCAB_TERMS + 1) ** ZIPF_S
     return Vocab([pool[i] for i in order] + codes + versions, prob / prob.sum(), order >= half)
 
@@ -175,7 +176,7 @@ def make_queries(vocab: Vocab, n: int, seed: int = 0, *, skip: int = 0) -> list[
 
 # ---- measuring -----------------------------------------------------------------------------------------
 def _timed(search: Callable[[Q], R], queries: Sequence[Q], warmup: int = 3) -> tuple[dict[str, float], list[R]]:
-    """p50/p99 milliseconds of ``search`` over ``queries`` (after ``warmup`` unmeasured calls), and results."""
+    """p50/p99 milliseconds of ``search`` over ``queries`` after ``warmup`` unmeasured calls, and the results."""
     for query in queries[:warmup]:
         search(query)
     ms: list[float] = []
@@ -184,7 +185,8 @@ def _timed(search: Callable[[Q], R], queries: Sequence[Q], warmup: int = 3) -> t
         start = time.perf_counter()
         results.append(search(query))
         ms.append((time.perf_counter() - start) * 1e3)
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3)}, results
+    p50, p99 = np.percentile(ms, [50, 99]).tolist()
+    return {"p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}, results
 
 
 def _status_mb(name: str) -> float | None:
@@ -195,35 +197,30 @@ def _status_mb(name: str) -> float | None:
     return int(found.group(1)) / 1024 if found else None
 
 
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        return False
-    return True
-
-
 @contextmanager
-def _build_meter(n_docs: int) -> Iterator[dict[str, float]]:
-    """Seconds, docs/s and peak RSS of the enclosed build, in this process.
+def _build_meter(n_docs: int) -> Iterator[dict[str, Any]]:
+    """Seconds, docs/s and peak RSS of the enclosed build, measured in this process.
 
-    The peak is VmHWM after resetting it just before the build, so it is the process's peak *during* the
-    build (memory already held counts: see ``rss_before_mb``). Without the reset it falls back to
-    ``ru_maxrss``, the peak since the process started (an upper bound), and says so.
+    Writing "5" to /proc/self/clear_refs resets the kernel's VmHWM to the current RSS (Linux >= 4.0), so
+    VmHWM afterwards is the process's peak *during* the build; memory held before it counts too (reported as
+    ``rss_before_mb``). Where the reset is refused the figure is ``ru_maxrss``: the peak since process start.
     """
     gc.collect()
     before = _status_mb("VmRSS") or 0.0
-    exact = _reset_peak_rss()
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        method = "VmHWM reset before the build"
+    except OSError:
+        method = "ru_maxrss since process start"
     stats: dict[str, Any] = {}
     start = time.perf_counter()
     yield stats
     seconds = time.perf_counter() - start
-    peak = _status_mb("VmHWM") if exact else None
-    stats.update(seconds=round(seconds, 2), docs_per_s=round(n_docs / seconds, 1), rss_before_mb=round(before))
-    stats["peak_rss_mb"] = round(peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    stats["peak_rss_method"] = "VmHWM reset" if peak is not None else "ru_maxrss since process start"
+    peak = _status_mb("VmHWM") if method.startswith("VmHWM") else None
+    peak = peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    stats.update(seconds=round(seconds, 2), docs_per_s=round(n_docs / seconds, 1), peak_rss_mb=round(peak))
+    stats.update(rss_before_mb=round(before), peak_rss_method=method)
 
 
 @dataclass(slots=True)
@@ -284,8 +281,7 @@ def bench_tantivy(tokens: list[list[str]], qa: list[list[str]], qb: list[list[st
         writer.commit()
         writer.wait_merging_threads()
         index.reload()
-    searcher = index.searcher()
-    should = tantivy.Occur.Should
+    searcher, should = index.searcher(), tantivy.Occur.Should
 
     def search(query: list[str]) -> list[Any]:
         clauses = [(should, tantivy.Query.term_query(schema, "body", term)) for term in query]
@@ -297,33 +293,25 @@ def bench_tantivy(tokens: list[list[str]], qa: list[list[str]], qb: list[list[st
 
 
 class _TimedEmbedder:
-    """Passes ``encode`` through to ``inner`` and counts the texts and seconds (only cache misses reach it)."""
+    """An ``Embedder`` passing ``encode`` to a loaded model and counting texts and seconds (cache misses)."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.texts, self.seconds = inner, 0, 0.0
-
-    @property
-    def dim(self) -> int:
-        return int(self.inner.dim)
-
-    @property
-    def name(self) -> str:
-        return str(self.inner.name)
-
-    @property
-    def cjk_capable(self) -> bool:
-        return bool(self.inner.cjk_capable)
+    def __init__(self, model: Any) -> None:
+        self.model, self.texts, self.seconds = model, 0, 0.0
+        self.dim: int = model.dim
+        self.name: str = model.name
+        self.cjk_capable: bool = model.cjk_capable
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> FloatArray:
+        """The model's vectors for ``texts``."""
         start = time.perf_counter()
-        vectors: FloatArray = self.inner.encode(texts, batch_size=batch_size, progress=progress)
+        vectors: FloatArray = self.model.encode(texts, batch_size=batch_size, progress=progress)
         self.seconds += time.perf_counter() - start
         self.texts += len(texts)
         return vectors
 
 
-def bench_hybrid(corpus: Corpus, qa: list[str], qb: list[str], cache_dir: Path | None, progress: bool) -> Part:
-    """The full engine (query analysis, query embedding, both sparse fields, dense, fusion), mode hybrid.
+def bench_hybrid(corpus: Corpus, qa: list[str], qb: list[str], cfg: BenchConfig) -> Part:
+    """The full engine in hybrid mode: query analysis and embedding, both sparse fields, dense, fusion.
 
     Document vectors come from the on-disk cache when present (cold on the first run); query vectors are
     always computed by the model: the engine's embedder is switched to the bare model after the build.
@@ -336,28 +324,27 @@ def bench_hybrid(corpus: Corpus, qa: list[str], qb: list[str], cache_dir: Path |
 
     docs = corpus.documents()
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
-        overrides: dict[str, Any] = {"index_dir": Path(tmp)}
-        if cache_dir is not None:
-            overrides["cache_dir"] = cache_dir
-        settings = Settings.from_env(**overrides)
-        model = SentenceTransformerEmbedder(settings.embed_model, threads=EMBED_THREADS)
-        timed = _TimedEmbedder(model)
+        cache_dir = cfg.cache_dir or Settings.from_env().cache_dir / "bench"  # apart from eval's cache
+        settings = Settings.from_env(index_dir=Path(tmp), cache_dir=cache_dir)
+        model = SentenceTransformerEmbedder(settings.embed_model, threads=cfg.embed_threads)
         model.encode(["load the model before the build is timed"])
+        timed = _TimedEmbedder(model)
         with CachedEmbedder(timed, settings.cache_dir) as cached, _build_meter(len(docs)) as build:
-            engine = SearchEngine.build(docs, settings, embedder=cached, progress=progress)
+            engine = SearchEngine.build(docs, settings, embedder=cached, progress=cfg.progress)
         engine.embedder = model
     a, hits = _timed(lambda q: engine.search(q, k=K, mode="hybrid"), qa, warmup=5)
     b, _ = _timed(lambda q: engine.search(q, k=K, mode="hybrid"), qb)
-    sparse_only, _ = _timed(lambda q: engine.search(q, k=K, mode="bm25"), qa)
+    engine_bm25, _ = _timed(lambda q: engine.search(q, k=K, mode="bm25"), qa)
     query_embed, _ = _timed(lambda q: model.encode([q]), qa)
-    extra: dict[str, Any] = {"engine_bm25": sparse_only, "query_embed": query_embed, "dense": None}
-    extra["embed"] = {"texts_encoded": timed.texts, "seconds": round(timed.seconds, 1),
-                      "texts_per_s": round(timed.texts / timed.seconds, 1) if timed.texts else None,
-                      "cache_hits": cached.hits, "cache_dir": str(settings.cache_dir)}
+    rate = round(timed.texts / timed.seconds, 1) if timed.texts else None
+    embed: dict[str, Any] = dict(texts_encoded=timed.texts, seconds=round(timed.seconds, 1), texts_per_s=rate)
+    embed.update(cache_hits=cached.hits, cache_dir=str(settings.cache_dir), threads=cfg.embed_threads)
+    extra: dict[str, Any] = dict(engine_bm25=engine_bm25, query_embed=query_embed, embed=embed, dense=None)
     if engine.dense is not None:
-        texts = [engine.analyzer.embed_text(q) if engine.glossing and detect_lang(q) != "en" else q for q in qa + qb]
-        recall = engine.dense.recall_at_k(model.encode(texts), K)
-        extra["dense"] = {"exact": engine.dense.exact, "recall_at_10": round(recall, 4), "vectors": engine.dense.n_vectors}
+        glossed = [engine.analyzer.embed_text(q) if detect_lang(q) != "en" else q for q in qa + qb]
+        vectors = model.encode(glossed if engine.glossing else qa + qb)
+        recall = round(engine.dense.recall_at_k(vectors, K), 4)
+        extra["dense"] = dict(exact=engine.dense.exact, recall_at_10=recall, vectors=engine.dense.n_vectors)
     return Part(a, b, build, [int(h[0].doc_id[1:]) if h else -1 for h in hits], extra)
 
 
@@ -371,6 +358,7 @@ class BenchConfig:
     seed: int = 0
     rank_bm25: bool = True
     embed: bool = True
+    embed_threads: int = 2
     cache_dir: Path | None = None
     progress: bool = False
 
@@ -381,13 +369,13 @@ def rank_bm25_queries(n_docs: int, n_queries: int) -> int:
 
 
 def _agreement(ours: list[int], theirs: list[int]) -> float | None:
-    """Share of queries (that we answer) whose best row is the peer's best row."""
+    """Share of the queries we answer whose best row is also the peer's best row."""
     pairs = [(a, b) for a, b in zip(ours, theirs, strict=False) if a >= 0]
     return round(sum(a == b for a, b in pairs) / len(pairs), 3) if pairs else None
 
 
 def _checks(report: dict[str, Any]) -> dict[str, Any]:
-    """The floors of the issue, wherever both figures exist (they are stated for 1M and 100k docs)."""
+    """The issue's floors, wherever both figures exist (they are stated for 1M and 100k docs)."""
     bm25, tantivy, rank, hybrid = (report[k] for k in ("bm25", "tantivy", "rank_bm25", "hybrid"))
     out: dict[str, Any] = {}
     if bm25 and tantivy:
@@ -397,76 +385,62 @@ def _checks(report: dict[str, Any]) -> dict[str, Any]:
         out["rank_bm25_over_bm25_p50"] = speedup = round(rank["p50_ms"] / bm25["p50_ms"], 1)
         out["bm25_100x_rank_bm25"] = speedup >= 100
     if hybrid:
-        out["hybrid_p50_le_20ms"] = hybrid["p50_ms"] <= 20
-        out["hybrid_p99_le_60ms"] = hybrid["p99_ms"] <= 60
+        out.update(hybrid_p50_le_20ms=hybrid["p50_ms"] <= 20, hybrid_p99_le_60ms=hybrid["p99_ms"] <= 60)
     return out
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Generate the corpus and queries, measure every enabled part, return the report (the --json line)."""
-    load = {"start": round(os.getloadavg()[0], 2)}
     vocab = make_vocab(cfg.seed)
     corpus = generate_corpus(cfg.docs, cfg.seed, vocab)
     qa, qb = make_queries(vocab, cfg.queries, cfg.seed), make_queries(vocab, cfg.queries, cfg.seed, skip=RARE_SKIP)
-    n_rank = rank_bm25_queries(cfg.docs, cfg.queries)
+    n_rank = rank_bm25_queries(cfg.docs, cfg.queries) if cfg.rank_bm25 else 0
     parts: dict[str, Part] = {}
+    load: dict[str, list[float]] = {}  # 1-minute load average before and after each part (ours included)
     skipped: dict[str, str] = {}
+
+    def measure(name: str, run: Callable[[], Part]) -> None:
+        before = os.getloadavg()[0]
+        parts[name] = run()
+        load[name] = [round(before, 2), round(os.getloadavg()[0], 2)]
+
     if not cfg.embed:
         skipped["hybrid"] = "--no-embed"
     elif cfg.docs > MAX_EMBED_DOCS:
-        skipped["hybrid"] = f"more than {MAX_EMBED_DOCS} docs: embedding them is infeasible on this machine"
-    else:  # first, while the process holds little else: its peak RSS is the engine's
-        parts["hybrid"] = bench_hybrid(
-            corpus, [" ".join(q) for q in qa], [" ".join(q) for q in qb], cfg.cache_dir, cfg.progress
-        )
-        load["hybrid"] = round(os.getloadavg()[0], 2)
+        skipped["hybrid"] = f"over {MAX_EMBED_DOCS:,} docs: embedding them takes hours on this machine"
+    else:  # first, while the process holds little else, so the build's peak RSS is mostly the engine's
+        texts_a, texts_b = [" ".join(q) for q in qa], [" ".join(q) for q in qb]
+        measure("hybrid", lambda: bench_hybrid(corpus, texts_a, texts_b, cfg))
     tokens = corpus.tokens()
-    parts["bm25"] = bench_sparse(tokens, qa, qb)
-    load["bm25"] = round(os.getloadavg()[0], 2)
-    parts["tantivy"] = bench_tantivy(tokens, qa, qb)
-    load["tantivy"] = round(os.getloadavg()[0], 2)
+    measure("bm25", lambda: bench_sparse(tokens, qa, qb))
+    measure("tantivy", lambda: bench_tantivy(tokens, qa, qb))
     if cfg.rank_bm25:
-        parts["rank_bm25"] = bench_rank_bm25(tokens, qa[:n_rank], qb[:n_rank])
-        load["rank_bm25"] = round(os.getloadavg()[0], 2)
+        measure("rank_bm25", lambda: bench_rank_bm25(tokens, qa[:n_rank], qb[:n_rank]))
     else:
         skipped["rank_bm25"] = "--skip-rank-bm25"
     names = ("bm25", "rank_bm25", "tantivy", "hybrid")
-    report: dict[str, Any] = {"docs": cfg.docs}
-    report.update({n: parts[n].a if n in parts else None for n in names})
     main_build = parts["hybrid" if "hybrid" in parts else "bm25"].build
-    report["build"] = {"docs_per_s": main_build["docs_per_s"], "peak_rss_mb": main_build["peak_rss_mb"],
-                       "of": "engine incl. embedding" if "hybrid" in parts else "sparse index only"}
+    report: dict[str, Any] = {"docs": cfg.docs, **{n: parts[n].a if n in parts else None for n in names}}
+    report["build"] = {k: main_build[k] for k in ("docs_per_s", "peak_rss_mb")}
+    report["build"]["of"] = "engine incl. embedding" if "hybrid" in parts else "sparse index only"
     report["rare"] = {n: parts[n].b if n in parts else None for n in names}
     report["builds"] = {n: parts[n].build for n in names if n in parts}
     hybrid = parts["hybrid"].extra if "hybrid" in parts else {}
     report.update({key: hybrid.get(key) for key in ("dense", "embed", "engine_bm25", "query_embed")})
-    report["agreement_top1"] = {n: _agreement(parts["bm25"].top1, parts[n].top1) if n in parts else None
-                                for n in ("rank_bm25", "tantivy", "hybrid")}
+    report["agreement_top1"] = {
+        n: _agreement(parts["bm25"].top1, parts[n].top1) for n in ("rank_bm25", "tantivy") if n in parts
+    }
     report["checks"] = _checks(report)
-    report["queries"] = {"a": len(qa), "b": len(qb), "rank_bm25": n_rank if cfg.rank_bm25 else 0,
-                         "mean_terms_a": round(float(np.mean([len(q) for q in qa])), 2),
-                         "mean_terms_b": round(float(np.mean([len(q) for q in qb])), 2)}
-    report["corpus"] = {"tokens": int(corpus.ids.size), "vocab_words": VOCAB_TERMS, "zipf_s": ZIPF_S,
-                        "seed": cfg.seed, "hybrid_doc_tokens": HYBRID_TERMS}
-    report["skipped"] = skipped
-    report["load"] = load
-    report["cores"] = os.cpu_count()
+    report["queries"] = dict(
+        a=len(qa), b=len(qb), rank_bm25=n_rank, mean_terms_a=_mean_len(qa), mean_terms_b=_mean_len(qb)
+    )
+    report["corpus"] = dict(tokens=int(corpus.ids.size), seed=cfg.seed, hybrid_doc_tokens=HYBRID_TERMS)
+    report.update(skipped=skipped, load=load, cores=os.cpu_count())
     return report
 
 
-def _format(report: dict[str, Any]) -> str:
-    """A short human-readable summary of the report."""
-    lines = [f"{report['docs']:,} docs, {report['corpus']['tokens']:,} tokens, cores {report['cores']}"]
-    for name in ("bm25", "rank_bm25", "tantivy", "hybrid"):
-        a, b = report[name], report["rare"][name]
-        lines.append(f"  {name:<10}" + (f" p50 {a['p50_ms']:9.3f} ms  p99 {a['p99_ms']:9.3f} ms   rare p50 "
-                                        f"{b['p50_ms']:9.3f} ms" if a and b else " skipped"))
-    for name, build in report["builds"].items():
-        lines.append(f"  build {name:<10} {build['seconds']:8.1f} s  {build['docs_per_s']:10,.0f} docs/s  "
-                     f"peak RSS {build['peak_rss_mb']:,} MB (before {build['rss_before_mb']:,} MB)")
-    for key in ("dense", "embed", "engine_bm25", "query_embed", "agreement_top1", "checks", "load"):
-        lines.append(f"  {key}: {json.dumps(report[key], ensure_ascii=False)}")
-    return "\n".join(lines)
+def _mean_len(queries: list[list[str]]) -> float:
+    return round(sum(map(len, queries)) / max(len(queries), 1), 2)
 
 
 def _positive_int(text: str) -> int:
@@ -477,20 +451,20 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark from the command line; print the report (one JSON line with --json)."""
-    parser = argparse.ArgumentParser(prog="python -m eval.bench", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--docs", type=_positive_int, required=True, help="corpus size (e.g. 10000, 100000)")
+    """Run the benchmark; print the report (indented JSON, or exactly one line with --json)."""
+    parser = argparse.ArgumentParser(prog="python -m eval.bench", description="Speed benchmark (eval/BENCH.md).")
+    parser.add_argument("--docs", type=_positive_int, required=True, help="corpus size, e.g. 10000")
     parser.add_argument("--queries", type=_positive_int, default=200, help="queries per set (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="corpus and query seed (default 0)")
     parser.add_argument("--json", action="store_true", help="print the report as one line of JSON")
-    parser.add_argument("--skip-rank-bm25", action="store_true", help="do not measure rank-bm25")
-    parser.add_argument("--no-embed", action="store_true", help="skip the hybrid engine (no embedding)")
-    parser.add_argument("--cache-dir", type=Path, help="embedding cache (default: KB_CACHE_DIR or .kb/cache)")
-    args = parser.parse_args(argv)
-    config = BenchConfig(args.docs, args.queries, args.seed, not args.skip_rank_bm25, not args.no_embed,
-                         args.cache_dir, progress=True)
-    report = run_bench(config)
-    print(json.dumps(report, ensure_ascii=False) if args.json else _format(report))
+    parser.add_argument("--skip-rank-bm25", dest="rank_bm25", action="store_false", help="skip rank-bm25")
+    parser.add_argument("--no-embed", dest="embed", action="store_false", help="skip the hybrid engine")
+    parser.add_argument("--embed-threads", type=_positive_int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--cache-dir", type=Path, help="embedding cache (default: <KB_CACHE_DIR>/bench)")
+    options = vars(parser.parse_args(argv))
+    as_json = options.pop("json")
+    report = run_bench(BenchConfig(**options, progress=True))
+    print(json.dumps(report, ensure_ascii=False, indent=None if as_json else 1))
     return 0
 
 

@@ -9,6 +9,7 @@ add with the merged corpus statistics); ``compact()`` folds everything back into
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -262,8 +263,8 @@ class SearchEngine:
         pool: set[int] = set()
         if mode in ("bm25", "hybrid"):
             for name, seg, toks in (
-                ("bm25", self.native, analysis.native),
-                ("gloss", self.gloss, analysis.gloss),
+                ("bm25", self.native, boost_identifiers(analysis.native)),
+                ("gloss", self.gloss, boost_identifiers(analysis.gloss)),
             ):
                 full = seg.scores(toks) if toks else np.zeros(len(self.docs), dtype=np.float32)
                 full = np.where(mask, full, np.float32(0.0)).astype(np.float32)
@@ -324,6 +325,23 @@ class Candidates:
             if len(hits) == k:
                 break
         return hits
+
+
+_IDENTIFIER = re.compile(
+    r"0x[0-9a-f]{8}|kb\d{6,8}|cve-\d{4}-\d+"
+    r"|(?=[a-z0-9._-]*\d)(?=[a-z0-9._-]*[a-z])[a-z0-9._-]{5,}"  # letters and digits: hscla319, 22621.1702a
+)
+IDENTIFIER_BOOST = 2
+"""Query-side repeat count of identifiers (error codes, KB / CVE ids, alphanumeric ids such as hscla319):
+in support search the exact code is the strongest evidence there is, stronger than its idf alone says."""
+
+
+def boost_identifiers(tokens: list[str]) -> list[str]:
+    """``tokens`` with each identifier repeated ``IDENTIFIER_BOOST`` times (BM25 counts query repeats)."""
+    out: list[str] = []
+    for t in tokens:
+        out.extend([t] * (IDENTIFIER_BOOST if _IDENTIFIER.fullmatch(t) else 1))
+    return out
 
 
 def _top_rows(scores: FloatArray, n: int) -> IntArray:
