@@ -27,6 +27,17 @@ ROWS: tuple[tuple[str, str | None, str | None], ...] = (
     ("data/samples", None, None),
 )
 MODES = ("bm25", "vector", "hybrid")
+X = "../shared/eval/xquad-dev"
+FLOORS: tuple[tuple[tuple[str, str | None, str | None], str, str, float], ...] = (
+    ((X, "zh", "en"), "zh", "ndcg@10", 0.75),
+    ((X, "en", "zh"), "en", "ndcg@10", 0.75),
+    ((X, "zh", "zh"), "zh", "ndcg@10", 0.95),
+    ((X, "en", "en"), "en", "ndcg@10", 0.97),
+    (("../shared/eval/afqmc-dev", None, None), "zh", "mrr@10", 0.30),
+    (("data/samples", None, None), "zh", "ndcg@10", 0.85),
+    (("data/samples", None, None), "en", "ndcg@10", 0.85),
+    (("data/samples", None, None), "mixed", "ndcg@10", 0.85),
+)
 
 
 def command(dataset: str, mode: str, query_lang: str | None, doc_lang: str | None) -> list[str]:
@@ -66,10 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     params: dict[str, Any] = {}
+    got: dict[tuple[str, str | None, str | None, str], dict[str, Any]] = {}
     for dataset, qlang, dlang in ROWS:
         for mode in MODES:
             args = command(dataset, mode, qlang, dlang)
             report = run(args)
+            got[(dataset, qlang, dlang, mode)] = report["metrics"]
             if mode == "hybrid":
                 params = report["params"]
             for lang, metrics in report["metrics"].items():
