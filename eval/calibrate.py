@@ -42,9 +42,15 @@ GLOSS_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 VECTOR_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
 
 
-Norm = tuple[str, float]  # (normalisation, overlap)
-NORM_GRID: tuple[Norm, ...] = (("minmax", 0.0), ("query-max", 0.0), ("query-max", 0.25), ("query-max", 0.5),
-                               ("query", 0.0))
+Norm = tuple[str, float, float]  # (normalisation, overlap, gloss weight on same-language documents)
+NORM_GRID: tuple[Norm, ...] = (
+    ("minmax", 0.0, 1.0),
+    ("query-max", 0.25, 1.0),
+    ("query-max", 0.25, 0.5),
+    ("query-max", 0.25, 0.25),
+    ("query-max", 0.0, 0.5),
+    ("query-max", 0.5, 0.5),
+)
 
 
 @dataclass
@@ -137,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     print(f"chosen normalisation: {norm}")
-    profile: dict[str, object] = {"norm": norm[0], "overlap": norm[1]}
+    profile: dict[str, object] = {"norm": norm[0], "overlap": norm[1], "gloss_same": norm[2]}
     for lang, c in by_norm[norm].items():
         profile[lang] = {**c.weights.as_dict(), "sparse_gloss": c.sparse_gloss}
     if args.write:

@@ -58,9 +58,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.gloss_for_embedding not in ("auto", "on", "off"):
-            raise ConfigError(
-                f"gloss_for_embedding must be auto, on or off, not {self.gloss_for_embedding!r}"
-            )
+            raise ConfigError(f"gloss_for_embedding must be auto, on or off, not {self.gloss_for_embedding!r}")
         for name in ("embed_threads", "embed_batch_size", "max_query_chars", "max_query_terms"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")

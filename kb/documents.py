@@ -53,9 +53,7 @@ def parse_document(line: str, path: Path, number: int) -> Document:
         parts = [record.get(s) for s in SECTIONS]
         text = "\n".join(p for p in parts if isinstance(p, str) and p.strip())
     if not isinstance(text, str) or not text.strip():
-        raise InvalidInput(
-            path, number, f"document {doc_id!r} has no text (give 'text' or {', '.join(SECTIONS)})"
-        )
+        raise InvalidInput(path, number, f"document {doc_id!r} has no text (give 'text' or {', '.join(SECTIONS)})")
     title = record.get("title") or ""
     if not isinstance(title, str):
         raise InvalidInput(path, number, "field 'title' must be a string")

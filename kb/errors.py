@@ -9,7 +9,9 @@ The tree::
     ├── DuplicateDocument      doc_id
     ├── IndexNotReady          path, reason: no index, or a corrupt / mismatched one
     ├── QueryError             a query that cannot be run as given
-    └── InvalidInput           a malformed input record: path, line
+    ├── InvalidInput           a malformed input record: path, line
+    ├── InvalidTransition      a state change no lifecycle rule allows: kind, current, target, allowed
+    └── PermissionDenied       a role may not do this action: role, action
 
 Caller mistakes in library calls (bad ``k``, mismatched lengths) raise ``ValueError`` / ``TypeError``.
 """
@@ -64,3 +66,30 @@ class InvalidInput(KBError):
         self.path = Path(path)
         self.line = line
         self.reason = reason
+
+
+class InvalidTransition(KBError):
+    """``current -> target`` is not an allowed change of ``kind`` ("case", "escalation", "confidence", "audience").
+
+    ``allowed`` lists the targets that are allowed from ``current`` (empty when unknown or none).
+    """
+
+    def __init__(
+        self, current: str, target: str, *, kind: str = "state", allowed: frozenset[str] | tuple[str, ...] = (), reason: str = ""
+    ) -> None:
+        self.kind = kind
+        self.current = current
+        self.target = target
+        self.allowed = tuple(sorted(str(a) for a in allowed))
+        listed = ", ".join(self.allowed) or "none"
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"{kind}: cannot go from {current!s} to {target!s}{why}; allowed from {current!s}: {listed}")
+
+
+class PermissionDenied(KBError):
+    """The role may not perform ``action`` (the transition itself exists for some other role)."""
+
+    def __init__(self, role: str, action: str) -> None:
+        super().__init__(f"role {role!s} may not {action}")
+        self.role = role
+        self.action = action

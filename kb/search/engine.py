@@ -240,7 +240,7 @@ class SearchEngine:
             weights = Weights(0.0, 0.0, 1.0)
         else:
             weights = self.profile.weights(cands.lang)
-        return cands.rank(weights, k, self.profile.norm, self.profile.overlap)
+        return cands.rank(weights, k, self.profile.norm, self.profile.overlap, self.profile.gloss_same)
 
     def candidates(self, query: str, k: int, mode: Mode = "hybrid", filters: Filter | None = None) -> Candidates:
         """The fusion input: every signal's exact score for the union of each signal's top candidates.
@@ -288,7 +288,10 @@ class SearchEngine:
             passage_of = dict(zip(rows.tolist(), passages.tolist(), strict=True))
             per_signal["vector"] = np.array([by_row.get(r, 0.0) for r in cand.tolist()], dtype=np.float32)
         ids = [self.docs[r].doc_id for r in cand.tolist()]
-        return Candidates(ids, per_signal, analysis.lang, [passage_of.get(r) for r in cand.tolist()], bounds)
+        other = {"zh": "en", "en": "zh"}.get(analysis.lang)
+        cross = np.array([self.docs[r].lang == other for r in cand.tolist()], dtype=np.bool_)
+        best_passages = [passage_of.get(r) for r in cand.tolist()]
+        return Candidates(ids, per_signal, analysis.lang, best_passages, bounds, cross)
 
     def _column(self, key: str) -> tuple[dict[str, int], IntArray]:
         cached = self._attr_cache.get(key)
@@ -309,11 +312,19 @@ class Candidates:
     lang: str
     passages: list[int | None]
     bounds: dict[str, float]
+    cross: BoolArray
+    """Per candidate: the document is in the other language than the query (zh query, en doc or back)."""
 
-    def rank(self, weights: Weights, k: int, norm: str = "minmax", overlap: float = 0.0) -> list[Hit]:
+    def rank(
+        self, weights: Weights, k: int, norm: str = "minmax", overlap: float = 0.0, gloss_same: float = 1.0
+    ) -> list[Hit]:
         """Fuse with ``weights`` and keep the best ``k``; a document no weighted signal matched is dropped."""
         hits = []
-        for i, score in fuse(self.signals, weights, self.doc_ids, norm=norm, bounds=self.bounds, overlap=overlap):
+        scale = None if gloss_same == 1.0 else np.where(self.cross, np.float32(1.0), np.float32(gloss_same))
+        fused = fuse(
+            self.signals, weights, self.doc_ids, norm=norm, bounds=self.bounds, overlap=overlap, gloss_scale=scale
+        )
+        for i, score in fused:
             # A lexical signal found the document when it scored > 0; the vector signal always "finds"
             # its candidates (nearest neighbours), whatever the sign of the cosine.
             matched = {

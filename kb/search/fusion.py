@@ -53,6 +53,8 @@ class FusionProfile:
     sparse_gloss: Mapping[str, float]
     norm: str = "minmax"
     overlap: float = 0.0
+    gloss_same: float = 1.0
+    """Scale of the gloss signal for documents in the query's own language (1.0: no difference)."""
 
     def weights(self, lang: str) -> Weights:
         return self.by_lang.get(lang) or self.by_lang["mixed"]
@@ -80,11 +82,12 @@ def load_profile(path: Path, model: str, cjk_capable: bool) -> FusionProfile:
         sparse = {lang: float(raw[lang]["sparse_gloss"]) for lang in QUERY_LANGS}
         norm = str(raw.get("norm", "minmax"))
         overlap = float(raw.get("overlap", 0.0))
+        gloss_same = float(raw.get("gloss_same", 1.0))
         if norm not in NORMS:
             raise ValueError(f"norm {norm!r}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"fusion profile file {path} is unreadable or incomplete: {exc}") from exc
-    return FusionProfile(key, by_lang, sparse, norm, overlap)
+    return FusionProfile(key, by_lang, sparse, norm, overlap, gloss_same)
 
 
 def minmax(scores: FloatArray) -> FloatArray:
@@ -108,6 +111,7 @@ def fuse(
     norm: str = "minmax",
     bounds: Mapping[str, float] | None = None,
     overlap: float = 0.0,
+    gloss_scale: FloatArray | None = None,
 ) -> list[tuple[int, float]]:
     """Combine per-signal scores of the same candidates (aligned with ``doc_ids``).
 
@@ -115,6 +119,8 @@ def fuse(
     combined by max instead of sum: for a document in the query's language both fields see the same
     match, for one in the other language only the gloss field can, so a sum favours the query's language;
     ``overlap`` adds back that share of the smaller field (0: pure max, 1: the plain sum).
+    ``gloss_scale`` (per candidate) scales the gloss signal, e.g. down for documents in the query's own
+    language, where the native field already sees the match and the gloss only adds dictionary noise.
     ``norm="minmax"`` rescales each signal to [0, 1] over the candidates; ``norm="query"`` divides each
     signal by its query-dependent upper bound in ``bounds`` (for BM25: the sum of the query terms' largest
     weights, so 1.0 means "the whole query matched as well as anywhere"; for cosine: 1), which keeps a
@@ -140,6 +146,8 @@ def fuse(
         if bound <= 0:
             continue
         part = w * np.clip(scores / bound, 0.0, 1.0)
+        if name == "gloss" and gloss_scale is not None:
+            part = part * gloss_scale
         if norm == "query-max" and name in LEXICAL:
             if lexical is None:
                 lexical, lexical_min = part, None

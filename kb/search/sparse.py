@@ -232,9 +232,7 @@ class SparseIndex:
         """BM25 score of every row (float32, length ``n_docs``); unknown tokens contribute 0."""
         return self._accumulate(self._terms(tokens), np.zeros(self.n_docs, np.float32))
 
-    def top_k(
-        self, tokens: Sequence[str], k: int, mask: BoolArray | None = None
-    ) -> tuple[IntArray, FloatArray]:
+    def top_k(self, tokens: Sequence[str], k: int, mask: BoolArray | None = None) -> tuple[IntArray, FloatArray]:
         """Rows (int64) and scores (float32) of the best ``k`` rows with score > 0 and ``mask[row]``.
 
         Sorted by score descending, then row ascending. The mask is applied before selection, so a filter

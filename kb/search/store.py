@@ -121,18 +121,14 @@ def verify(gen: Path) -> dict[str, Any]:
     return manifest
 
 
-def load(
-    settings: Settings, *, embedder: Embedder | None = None, analyzer: Analyzer | None = None
-) -> SearchEngine:
+def load(settings: Settings, *, embedder: Embedder | None = None, analyzer: Analyzer | None = None) -> SearchEngine:
     """Load the current generation, refusing one that is corrupt or built with other parameters."""
     gen = current_generation(settings.index_dir)
     manifest = verify(gen)
     analyzer = analyzer or Analyzer(settings.data_dir)
     params = manifest["params"]
     if params["analyzer"]["fingerprint"] != analyzer.fingerprint:
-        raise IndexNotReady(
-            gen, "the analyzer changed (stopwords, dictionary or glossary) since the index was built"
-        )
+        raise IndexNotReady(gen, "the analyzer changed (stopwords, dictionary or glossary) since the index was built")
     built_model = params.get("embed_model")
     wanted = embedder.name if embedder else None
     if built_model != wanted:
@@ -155,10 +151,7 @@ def load(
         raise IndexNotReady(gen, "counts in the manifest do not match the files")
     main_rows = counts["main_rows"]
     if main_rows < len(docs):  # rebuild the small delta segments from the stored documents
-        tail = [
-            analyzer.analyze(f"{d.title}\n{d.title}\n{d.text}" if d.title else d.text)
-            for d in docs[main_rows:]
-        ]
+        tail = [analyzer.analyze(f"{d.title}\n{d.title}\n{d.text}" if d.title else d.text) for d in docs[main_rows:]]
         native.append([a.native for a in tail], bm25)
         gloss.append([a.gloss for a in tail], bm25)
     return SearchEngine(
