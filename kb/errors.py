@@ -11,7 +11,8 @@ The tree::
     ├── QueryError             a query that cannot be run as given
     ├── InvalidInput           a malformed input record: path, line
     ├── InvalidTransition      a state change no lifecycle rule allows: kind, current, target, allowed
-    └── PermissionDenied       a role may not do this action: role, action
+    ├── PermissionDenied       a role may not do this action: role, action
+    └── IngestError            an ingest source that cannot be read: record, line, reason
 
 Caller mistakes in library calls (bad ``k``, mismatched lengths) raise ``ValueError`` / ``TypeError``.
 """
@@ -75,7 +76,13 @@ class InvalidTransition(KBError):
     """
 
     def __init__(
-        self, current: str, target: str, *, kind: str = "state", allowed: frozenset[str] | tuple[str, ...] = (), reason: str = ""
+        self,
+        current: str,
+        target: str,
+        *,
+        kind: str = "state",
+        allowed: frozenset[str] | tuple[str, ...] = (),
+        reason: str = "",
     ) -> None:
         self.kind = kind
         self.current = current
@@ -93,3 +100,18 @@ class PermissionDenied(KBError):
         super().__init__(f"role {role!s} may not {action}")
         self.role = role
         self.action = action
+
+
+class IngestError(KBError):
+    """The ingest run cannot proceed with this source: unreadable file, no header, unknown format.
+
+    ``record`` is the case id when one record is meant, else the source (a path) or None; ``line`` is
+    1-based or None. A single malformed record does not raise: the readers report it and go on.
+    """
+
+    def __init__(self, record: str | None, line: int | None, reason: str) -> None:
+        where = ":".join(str(part) for part in (record, line) if part is not None)
+        super().__init__(f"{where}: {reason}" if where else reason)
+        self.record = record
+        self.line = line
+        self.reason = reason

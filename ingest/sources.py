@@ -1,0 +1,385 @@
+"""Read resolved support cases from JSONL or CSV exports into ``CaseRecord`` values.
+
+A reader yields one ``SourceItem(line, item)`` per record, where ``item`` is a ``CaseRecord`` or a
+``RecordError``: a malformed record (bad JSON, a missing required field, a bad priority, an unparseable
+date, a wrong type, bytes that are not UTF-8) is reported and reading goes on with the next record
+(STYLE.md section 5). Only a source the run cannot use at all (missing, unreadable, no header, no column
+for a required field, unknown suffix) raises ``IngestError``, and it does so when the reader is called,
+before the first record. ``line`` is the 1-based line of the file where the record starts.
+
+The formats and the CSV column mapping are documented in ``docs/ingest-formats.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from pathlib import Path
+from types import MappingProxyType
+from typing import BinaryIO, Final, Literal, NamedTuple, cast, get_args
+
+from kb.errors import IngestError
+from kb.text import detect_lang
+
+Lang = Literal["zh", "en", "mixed"]
+Channel = Literal["phone", "email", "web", "chat"]
+Priority = Literal["P1", "P2", "P3", "P4"]
+EntryKind = Literal["call", "email", "note_internal", "note_public", "state_change"]
+
+_CHANNEL_ALIASES: Final = {
+    "phone": "phone", "tel": "phone", "call": "phone", "电话": "phone",
+    "email": "email", "e-mail": "email", "mail": "email", "邮件": "email", "电子邮件": "email",
+    "web": "web", "portal": "web", "web portal": "web", "网页": "web", "门户": "web", "网站": "web",
+    "chat": "chat", "im": "chat", "在线": "chat", "在线聊天": "chat", "聊天": "chat",
+}  # fmt: skip
+_PRIORITY_ALIASES: Final = {f"{p}{i}": f"P{i}" for i in range(1, 5) for p in ("", "p")}  # P1, p1, 1 -> P1
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One event of a case: a call, an e-mail, an internal or public note, a state change."""
+
+    kind: EntryKind
+    author: str = ""
+    at: datetime | None = None
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in get_args(EntryKind):
+            raise ValueError(f"timeline kind must be one of {', '.join(get_args(EntryKind))}, got {self.kind!r}")
+        if self.at is not None and self.at.utcoffset() is None:
+            raise ValueError(f"timeline time {self.at.isoformat()} has no timezone")
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRecord:
+    """A support case as exported by the ticketing system; raw text, before cleaning.
+
+    ``resolution`` may be empty (such a case is read, and skipped by the pipeline). ``lang`` is
+    detected from subject, description and resolution when not given, so it is never None on an
+    instance. Construction validates: required fields non-empty, priority/channel/lang values,
+    timezone-aware times; it raises ``ValueError`` naming the field.
+    """
+
+    case_id: str
+    subject: str
+    description: str
+    resolution: str = ""
+    product: str = ""
+    version: str = ""
+    customer_org: str = ""
+    contact_name: str = ""
+    contact_email: str = ""
+    channel: Channel | None = None
+    priority: Priority | None = None
+    state: str = ""
+    created_at: datetime | None = None
+    resolved_at: datetime | None = None
+    timeline: tuple[TimelineEntry, ...] = ()
+    lang: Lang | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("case_id", "subject", "description"):
+            if not getattr(self, name).strip():
+                raise ValueError(f"{name} is required")
+        for name, allowed in (("channel", Channel), ("priority", Priority), ("lang", Lang)):
+            value = getattr(self, name)
+            if value is not None and value not in get_args(allowed):
+                raise ValueError(f"{name} must be one of {', '.join(get_args(allowed))}, got {value!r}")
+        for time in (self.created_at, self.resolved_at):
+            if time is not None and time.utcoffset() is None:
+                raise ValueError(f"{time.isoformat()} has no timezone (created_at / resolved_at)")
+        if self.lang is None:
+            detected = detect_lang(" ".join((self.subject, self.description, self.resolution)))
+            object.__setattr__(self, "lang", detected)  # frozen: the documented way to set in __post_init__
+
+
+@dataclass(frozen=True, slots=True)
+class RecordError:
+    """A record that could not be read: ``record`` is its case id when that much was readable."""
+
+    record: str | None
+    line: int
+    reason: str
+
+
+class SourceItem(NamedTuple):
+    """``(line, CaseRecord)`` or ``(line, RecordError)``; ``line`` is where the record starts (1-based)."""
+
+    line: int
+    item: CaseRecord | RecordError
+
+
+ColumnMapping = Mapping[str, Sequence[str]]
+"""CaseRecord field -> the CSV header names accepted for it (matched case-insensitively)."""
+
+FIELDS: Final = tuple(CaseRecord.__dataclass_fields__)
+REQUIRED: Final = ("case_id", "subject", "description")
+_TEXT_FIELDS: Final = ("subject", "description", "resolution", "product", "version", "customer_org", "contact_name",
+                       "contact_email", "state")  # fmt: skip
+
+DEFAULT_MAPPING: Final[ColumnMapping] = MappingProxyType({
+    "case_id": ("case_id", "Case Number", "Case ID", "Ticket ID", "工单号", "工单编号", "案例编号"),
+    "subject": ("subject", "Title", "Summary", "标题", "主题"),
+    "description": ("description", "Details", "问题描述", "描述"),
+    "resolution": ("resolution", "Solution", "解决方案", "解决方法"),
+    "product": ("product", "产品"),
+    "version": ("version", "Product Version", "版本", "产品版本"),
+    "customer_org": ("customer_org", "Account Name", "Customer", "客户", "客户名称"),
+    "contact_name": ("contact_name", "Contact Name", "Contact", "联系人"),
+    "contact_email": ("contact_email", "Contact Email", "Email", "联系人邮箱", "邮箱"),
+    "channel": ("channel", "Case Origin", "Origin", "渠道", "来源"),
+    "priority": ("priority", "优先级"),
+    "state": ("state", "Status", "状态"),
+    "created_at": ("created_at", "Date/Time Opened", "Created Date", "创建时间"),
+    "resolved_at": ("resolved_at", "Date/Time Closed", "Closed Date", "Resolved Date", "解决时间", "关闭时间"),
+    "timeline": ("timeline", "时间线"),
+    "lang": ("lang", "Language", "语言"),
+})  # fmt: skip
+
+
+# ---- one record ---------------------------------------------------------------------------------
+def parse_case(data: Mapping[str, object], *, default_tz: tzinfo | None = None) -> CaseRecord:
+    """Build a ``CaseRecord`` from a JSON object or a CSV row (absent, None and "" mean missing).
+
+    Times are ISO 8601 (``2024-05-01T09:30:00+08:00``; ``Z`` and ``2024/05/01 09:30`` are accepted);
+    a time without an offset takes ``default_tz`` or is an error. Raises ``ValueError`` naming the field.
+    """
+    timeline = data.get("timeline")
+    if isinstance(timeline, str):  # CSV: a JSON array in one cell
+        try:
+            timeline = json.loads(timeline) if timeline.strip() else None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"timeline is not a JSON array: {exc.msg} at char {exc.pos}") from exc
+    if timeline is not None and not isinstance(timeline, list):
+        raise ValueError(f"timeline must be an array, got {type(timeline).__name__}")
+    entries = tuple(_entry(i, raw, default_tz) for i, raw in enumerate(timeline or (), start=1))
+    texts = {name: _text(data, name) for name in _TEXT_FIELDS}
+    return CaseRecord(
+        case_id=_case_id(data) or "",
+        channel=cast(Channel | None, _choice(data, "channel", _CHANNEL_ALIASES)),
+        priority=cast(Priority | None, _choice(data, "priority", _PRIORITY_ALIASES)),
+        created_at=_time(data.get("created_at"), "created_at", default_tz),
+        resolved_at=_time(data.get("resolved_at"), "resolved_at", default_tz),
+        timeline=entries,
+        lang=cast(Lang, _text(data, "lang").lower()) if _text(data, "lang") else None,
+        **texts,
+    )
+
+
+def _case_id(data: Mapping[str, object]) -> str | None:
+    value = data.get("case_id")
+    if isinstance(value, int) and not isinstance(value, bool):  # numeric ticket numbers are common
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if value is None or value == "":
+        return None
+    raise ValueError(f"case_id must be a string, got {type(value).__name__}")
+
+
+def _text(data: Mapping[str, object], name: str) -> str:
+    value = data.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+    return value.strip()
+
+
+def _choice(data: Mapping[str, object], name: str, aliases: Mapping[str, str]) -> str | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    key = str(value).strip().lower() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    if key not in aliases:
+        raise ValueError(f"{name} must be one of {', '.join(sorted(set(aliases.values())))}, got {value!r}")
+    return aliases[key]
+
+
+def _time(value: object, name: str, default_tz: tzinfo | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be an ISO 8601 string, got {type(value).__name__}")
+    text = value.strip()
+    if len(text) >= 10 and text[4] == "/" and text[7] == "/":
+        text = text[:10].replace("/", "-") + text[10:]
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{name} is not an ISO 8601 time: {value!r}") from None
+    if parsed.utcoffset() is None:
+        if default_tz is None:
+            raise ValueError(f"{name} {value!r} has no timezone offset")
+        parsed = parsed.replace(tzinfo=default_tz)
+    return parsed
+
+
+def _entry(number: int, raw: object, default_tz: tzinfo | None) -> TimelineEntry:
+    if not isinstance(raw, dict):
+        raise ValueError(f"timeline[{number}] must be an object, got {type(raw).__name__}")
+    try:
+        at = _time(raw.get("at"), "at", default_tz)
+        return TimelineEntry(cast(EntryKind, _text(raw, "kind")), _text(raw, "author"), at, _text(raw, "text"))
+    except ValueError as exc:
+        raise ValueError(f"timeline[{number}]: {exc}") from None
+
+
+def _record_id(data: Mapping[str, object]) -> str | None:
+    try:
+        return _case_id(data)
+    except ValueError:
+        return None
+
+
+# ---- files ------------------------------------------------------------------------------------
+def read_jsonl(path: Path | str, *, default_tz: tzinfo | None = None) -> Iterator[SourceItem]:
+    """One case per line (a JSON object); blank lines are skipped. Raises ``IngestError`` now when
+    the file cannot be opened; bad records come out as ``RecordError`` items."""
+    path = Path(path)
+    _open(path).close()
+    return _iter_jsonl(path, default_tz)
+
+
+def _iter_jsonl(path: Path, default_tz: tzinfo | None) -> Iterator[SourceItem]:
+    with _open(path) as raw:
+        lines = _Lines(raw)
+        for number, text in enumerate(lines, start=1):
+            reason = "not valid UTF-8" if number in lines.bad else ""
+            if not text.strip():
+                continue
+            data: object = None
+            try:
+                data = None if reason else json.loads(text)
+            except json.JSONDecodeError as exc:
+                reason = f"invalid JSON: {exc.msg} at column {exc.colno}"
+            if isinstance(data, dict):
+                yield _item(number, data, default_tz)
+            else:
+                reason = reason or f"expected a JSON object, got {type(data).__name__}"
+                yield SourceItem(number, RecordError(None, number, reason))
+
+
+def read_csv(
+    path: Path | str, mapping: ColumnMapping = DEFAULT_MAPPING, *, default_tz: tzinfo | None = None
+) -> Iterator[SourceItem]:
+    """Cases from a CSV file with a header row, columns named as in ``mapping``; a cell may span lines.
+
+    Raises ``IngestError`` now when the file cannot be opened, has no header, is not UTF-8 in its
+    header, or lacks a column for a required field. Unmapped columns are ignored.
+    """
+    path = Path(path)
+    aliases = _aliases(mapping)
+    with _open(path) as raw:
+        lines = _Lines(raw)
+        try:
+            header = next(csv.reader(lines), None)
+        except csv.Error as exc:
+            raise IngestError(str(path), 1, f"malformed CSV header: {exc}") from exc
+    if not header or not any(cell.strip() for cell in header):
+        raise IngestError(str(path), 1, "no header row")
+    if lines.bad:
+        raise IngestError(str(path), 1, "the header is not UTF-8 (save the file as 'CSV UTF-8')")
+    columns: dict[str, int] = {}
+    for index, name in enumerate(header):
+        field = aliases.get(name.strip().casefold())
+        if field is not None and field not in columns:
+            columns[field] = index
+    missing = [name for name in REQUIRED if name not in columns]
+    if missing:
+        wanted = "; ".join(f"{name} <- {' | '.join(mapping.get(name, ()))}" for name in missing)
+        raise IngestError(str(path), 1, f"no column for a required field: {wanted}")
+    return _iter_csv(path, columns, default_tz)
+
+
+def _iter_csv(path: Path, columns: dict[str, int], default_tz: tzinfo | None) -> Iterator[SourceItem]:
+    with _open(path) as raw:
+        lines = _Lines(raw)
+        reader = csv.reader(lines)
+        next(reader)  # the header, checked by read_csv
+        last = reader.line_num
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield SourceItem(last + 1, RecordError(None, last + 1, f"malformed CSV: {exc}"))
+                last = reader.line_num
+                continue
+            start, last = last + 1, reader.line_num
+            if not any(cell.strip() for cell in row):  # blank lines
+                continue
+            data = {field: row[index] for field, index in columns.items() if index < len(row)}
+            bad = sorted(n for n in lines.bad if start <= n <= last)
+            if bad:
+                reason = f"line {bad[0]} is not valid UTF-8"
+                yield SourceItem(start, RecordError(_record_id(data), start, reason))
+                continue
+            yield _item(start, data, default_tz)
+
+
+def read_cases(
+    path: Path | str, *, mapping: ColumnMapping = DEFAULT_MAPPING, default_tz: tzinfo | None = None
+) -> Iterator[SourceItem]:
+    """``read_jsonl`` for ``.jsonl``/``.ndjson``/``.json`` (JSON lines), ``read_csv`` for ``.csv``."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return read_jsonl(path, default_tz=default_tz)
+    if suffix == ".csv":
+        return read_csv(path, mapping, default_tz=default_tz)
+    raise IngestError(str(path), None, f"unknown source format {suffix or '(no suffix)'!r}: use .jsonl or .csv")
+
+
+def _item(line: int, data: Mapping[str, object], default_tz: tzinfo | None) -> SourceItem:
+    try:
+        return SourceItem(line, parse_case(data, default_tz=default_tz))
+    except ValueError as exc:
+        return SourceItem(line, RecordError(_record_id(data), line, str(exc)))
+
+
+def _aliases(mapping: ColumnMapping) -> dict[str, str]:
+    unknown = sorted(set(mapping) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"mapping names unknown fields {unknown}; known: {', '.join(FIELDS)}")
+    out: dict[str, str] = {}
+    for field, names in mapping.items():
+        for name in (names,) if isinstance(names, str) else names:
+            out.setdefault(name.strip().casefold(), field)
+    return out
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a directory")
+        return open(path, "rb")
+    except OSError as exc:
+        raise IngestError(str(path), None, f"cannot read the source: {exc.strerror or exc}") from exc
+
+
+class _Lines:
+    """Decoded lines of a binary file (a leading BOM dropped); remembers the numbers of lines that were
+    not UTF-8. Lines split on ``\\n`` only, as editors count them; a bad line is decoded with replacement
+    characters so a CSV reader keeps its place, and the record holding it is reported, not kept.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.bad: set[int] = set()
+
+    def __iter__(self) -> Iterator[str]:
+        for number, line in enumerate(self._raw, start=1):
+            if number == 1 and line.startswith(_BOM):
+                line = line[len(_BOM) :]
+            try:
+                yield line.decode("utf-8")
+            except UnicodeDecodeError:
+                self.bad.add(number)
+                yield line.decode("utf-8", errors="replace")
