@@ -98,6 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     + f" | `python -m eval {' '.join(args)}` |"
                 )
             print(f"done: {' '.join(args)}", file=sys.stderr)
+    lines += ["", "## Floors from the issue (hybrid)", "", "| floor | measured | met | hybrid nDCG@10 vs best part |"]
+    lines.append("|---|---|---|---|")
+    for (dataset, qlang, dlang), lang, metric, floor in FLOORS:
+        hybrid = got[(dataset, qlang, dlang, "hybrid")][lang]
+        best = max(got[(dataset, qlang, dlang, m)][lang]["ndcg@10"] for m in ("bm25", "vector"))
+        name = f"{dataset.split('/')[-1]} {qlang or 'all'} -> {dlang or 'all'} ({lang}) {metric} >= {floor}"
+        never_worse = "not worse" if hybrid["ndcg@10"] >= best - 0.01 else "**worse**"
+        lines.append(
+            f"| {name} | {hybrid[metric]:.4f} | {'yes' if hybrid[metric] >= floor else '**no**'} |"
+            f" {hybrid['ndcg@10']:.4f} vs {best:.4f}: {never_worse} |"
+        )
     lines += [
         "",
         "## Parameters of the hybrid runs",

@@ -68,6 +68,8 @@ class FusionProfile:
             "weights": {lang: w.as_dict() for lang, w in self.by_lang.items()},
             "sparse_gloss": dict(self.sparse_gloss),
             "norm": self.norm,
+            "overlap": self.overlap,
+            "gloss_same": self.gloss_same,
         }
 
 
