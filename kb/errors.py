@@ -5,13 +5,16 @@ The tree::
     KBError
     ├── ConfigError            a setting is missing or invalid
     ├── NotFound
-    │   └── DocumentNotFound   doc_id
+    │   ├── DocumentNotFound   doc_id
+    │   ├── CaseNotFound       case_id (also another org's case: same message)
+    │   └── ArticleNotFound    article_id, version (None: the article itself)
     ├── DuplicateDocument      doc_id
     ├── IndexNotReady          path, reason: no index, or a corrupt / mismatched one
     ├── QueryError             a query that cannot be run as given
     ├── InvalidInput           a malformed input record: path, line
     ├── InvalidTransition      a state change no lifecycle rule allows: kind, current, target, allowed
     ├── PermissionDenied       a role may not do this action: role, action
+    ├── ConcurrentUpdate       optimistic lock lost: entity, id, expected_version, actual_version
     └── IngestError            an ingest source that cannot be read: record, line, reason
 
 Caller mistakes in library calls (bad ``k``, mismatched lengths) raise ``ValueError`` / ``TypeError``.
@@ -115,3 +118,33 @@ class IngestError(KBError):
         self.record = record
         self.line = line
         self.reason = reason
+
+
+class CaseNotFound(NotFound):
+    """No case ``case_id`` (or one the caller's org may not see: the message is the same on purpose)."""
+
+    def __init__(self, case_id: int) -> None:
+        super().__init__(f"case {case_id} not found")
+        self.case_id = case_id
+
+
+class ArticleNotFound(NotFound):
+    """No article ``article_id``, or no ``version`` of it when a version was asked for."""
+
+    def __init__(self, article_id: str, version: int | None = None) -> None:
+        what = f"article {article_id!r}" if version is None else f"article {article_id!r} version {version}"
+        super().__init__(f"{what} not found")
+        self.article_id = article_id
+        self.version = version
+
+
+class ConcurrentUpdate(KBError):
+    """Someone changed ``entity`` ``id`` first: it is at ``actual_version`` (None: unknown), not the expected one."""
+
+    def __init__(self, entity: str, id: int | str, expected_version: int, actual_version: int | None) -> None:
+        now = "unknown" if actual_version is None else str(actual_version)
+        super().__init__(f"{entity} {id!s} changed concurrently: expected version {expected_version}, found {now}")
+        self.entity = entity
+        self.id = id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
