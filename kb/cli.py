@@ -23,10 +23,11 @@ from kb.search.engine import SearchEngine
 from kb.search.types import MODES, Document, Embedder, Filter, Mode
 
 
-def _embedder(settings: Settings) -> Embedder:
+def _embedder(settings: Settings, *, batch: bool = True) -> Embedder:
     from kb.search.embed import SentenceTransformerEmbedder
 
-    return SentenceTransformerEmbedder(settings.embed_model, threads=settings.embed_threads)
+    threads = settings.embed_threads if batch else settings.query_threads
+    return SentenceTransformerEmbedder(settings.embed_model, threads=threads)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -54,7 +55,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open(settings: Settings, quiet: bool = False) -> SearchEngine:
+def _open(settings: Settings, quiet: bool = False, *, batch: bool = False) -> SearchEngine:
     built_with: str | None = settings.embed_model
     try:
         manifest = store.read_manifest(store.current_generation(settings.index_dir))
@@ -62,7 +63,7 @@ def _open(settings: Settings, quiet: bool = False) -> SearchEngine:
         source = manifest.get("source")
     except KBError:
         source = None
-    embedder = _embedder(settings) if built_with is not None else None
+    embedder = _embedder(settings, batch=batch) if built_with is not None else None
 
     def rebuild_from() -> list[Document]:
         if not source or not Path(source).exists():
@@ -131,7 +132,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     settings = _settings(args)
     docs = list(read_documents(Path(args.source)))
-    engine = _open(settings, quiet=args.quiet)
+    engine = _open(settings, quiet=args.quiet, batch=True)
     engine.upsert(docs, progress=not args.quiet)
     if engine.needs_compaction():
         engine = engine.compact(progress=not args.quiet)
