@@ -313,8 +313,9 @@ class _TimedEmbedder:
 def bench_hybrid(corpus: Corpus, qa: list[str], qb: list[str], cfg: BenchConfig) -> Part:
     """The full engine in hybrid mode: query analysis and embedding, both sparse fields, dense, fusion.
 
-    Document vectors come from the on-disk cache when present (cold on the first run); query vectors are
-    always computed by the model: the engine's embedder is switched to the bare model after the build.
+    Document vectors come from the on-disk cache when present (cold on the first run), embedded with
+    ``settings.embed_threads`` torch threads. Query vectors are always computed by the model, as a serving
+    process does: with ``settings.query_threads`` (torch's thread count is per process, set at model load).
     """
     from eval.cache import CachedEmbedder
     from kb.config import Settings
@@ -326,19 +327,23 @@ def bench_hybrid(corpus: Corpus, qa: list[str], qb: list[str], cfg: BenchConfig)
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
         cache_dir = cfg.cache_dir or Settings.from_env().cache_dir / "bench"  # apart from eval's cache
         settings = Settings.from_env(index_dir=Path(tmp), cache_dir=cache_dir)
-        model = SentenceTransformerEmbedder(settings.embed_model, threads=cfg.embed_threads)
+        model = SentenceTransformerEmbedder(settings.embed_model, threads=settings.embed_threads)
         model.encode(["load the model before the build is timed"])
         timed = _TimedEmbedder(model)
         with CachedEmbedder(timed, settings.cache_dir) as cached, _build_meter(len(docs)) as build:
             engine = SearchEngine.build(docs, settings, embedder=cached, progress=cfg.progress)
-        engine.embedder = model
+    if settings.query_threads != settings.embed_threads:
+        model = SentenceTransformerEmbedder(settings.embed_model, threads=settings.query_threads)
+        model.encode(["load the query-time model"])
+    engine.embedder = model
     a, hits = _timed(lambda q: engine.search(q, k=K, mode="hybrid"), qa, warmup=5)
     b, _ = _timed(lambda q: engine.search(q, k=K, mode="hybrid"), qb)
     engine_bm25, _ = _timed(lambda q: engine.search(q, k=K, mode="bm25"), qa)
     query_embed, _ = _timed(lambda q: model.encode([q]), qa)
     rate = round(timed.texts / timed.seconds, 1) if timed.texts else None
     embed: dict[str, Any] = dict(texts_encoded=timed.texts, seconds=round(timed.seconds, 1), texts_per_s=rate)
-    embed.update(cache_hits=cached.hits, cache_dir=str(settings.cache_dir), threads=cfg.embed_threads)
+    embed.update(cache_hits=cached.hits, cache_dir=str(settings.cache_dir), threads=settings.embed_threads)
+    embed["query_threads"] = settings.query_threads
     extra: dict[str, Any] = dict(engine_bm25=engine_bm25, query_embed=query_embed, embed=embed, dense=None)
     if engine.dense is not None:
         glossed = [engine.analyzer.embed_text(q) if detect_lang(q) != "en" else q for q in qa + qb]
@@ -358,7 +363,6 @@ class BenchConfig:
     seed: int = 0
     rank_bm25: bool = True
     embed: bool = True
-    embed_threads: int = 2
     cache_dir: Path | None = None
     progress: bool = False
 
@@ -459,7 +463,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as one line of JSON")
     parser.add_argument("--skip-rank-bm25", dest="rank_bm25", action="store_false", help="skip rank-bm25")
     parser.add_argument("--no-embed", dest="embed", action="store_false", help="skip the hybrid engine")
-    parser.add_argument("--embed-threads", type=_positive_int, default=2, help="torch threads (default 2)")
     parser.add_argument("--cache-dir", type=Path, help="embedding cache (default: <KB_CACHE_DIR>/bench)")
     options = vars(parser.parse_args(argv))
     as_json = options.pop("json")
