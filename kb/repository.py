@@ -186,19 +186,24 @@ def transition_case(
         case.closed_at = None
     case.state = target
     case.updated_at = at
-    session.add(
-        CaseEvent(
-            case_id=case.id,
-            kind=EventKind.STATE_CHANGE,
-            author_id=actor_id,
-            at=at,
-            text=text,
-            internal=False,
-            from_state=current,
-            to_state=target,
-        )
+    event = CaseEvent(
+        case_id=case.id,
+        kind=EventKind.STATE_CHANGE,
+        author_id=actor_id,
+        at=at,
+        text=text,
+        internal=False,
+        from_state=current,
+        to_state=target,
     )
-    write_outbox(session, "case", case.id, "upsert", at)
+    return _record_case_change(session, case, event, expected_version)
+
+
+def _record_case_change(session: Session, case: Case, event: CaseEvent, expected_version: int) -> Case:
+    """The common tail of every case change: its timeline event, the outbox row for the search index
+    (same transaction), and the optimistic-lock flush."""
+    session.add(event)
+    write_outbox(session, "case", case.id, "upsert", event.at)
     flush_locked(session, "case", case.id, expected_version)
     return case
 
@@ -227,19 +232,15 @@ def escalate_case(
         expected_version = case.version_id
     case.escalation_level = level
     case.updated_at = at
-    session.add(
-        CaseEvent(
-            case_id=case.id,
-            kind=EventKind.ESCALATION,
-            author_id=actor_id,
-            at=at,
-            text=text or f"{previous} -> {level}",
-            internal=True,
-        )
+    event = CaseEvent(
+        case_id=case.id,
+        kind=EventKind.ESCALATION,
+        author_id=actor_id,
+        at=at,
+        text=text or f"{previous} -> {level}",
+        internal=True,
     )
-    write_outbox(session, "case", case.id, "upsert", at)
-    flush_locked(session, "case", case.id, expected_version)
-    return case
+    return _record_case_change(session, case, event, expected_version)
 
 
 def add_timeline_entry(

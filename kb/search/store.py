@@ -29,7 +29,7 @@ import numpy as np
 from kb.config import Settings
 from kb.errors import IndexNotReady
 from kb.search.dense import DenseIndex
-from kb.search.engine import SearchEngine, Segments, _profile
+from kb.search.engine import SearchEngine, Segments, _analyze_all, _profile
 from kb.search.sparse import BM25Params, SparseIndex
 from kb.search.types import Document, Embedder
 from kb.text import Analyzer
@@ -151,9 +151,9 @@ def load(settings: Settings, *, embedder: Embedder | None = None, analyzer: Anal
         raise IndexNotReady(gen, "counts in the manifest do not match the files")
     main_rows = counts["main_rows"]
     if main_rows < len(docs):  # rebuild the small delta segments from the stored documents
-        tail = [analyzer.analyze(f"{d.title}\n{d.title}\n{d.text}" if d.title else d.text) for d in docs[main_rows:]]
-        native.append([a.native for a in tail], bm25)
-        gloss.append([a.gloss for a in tail], bm25)
+        tail_native, tail_gloss = _analyze_all(analyzer, docs[main_rows:], progress=False)
+        native.append(tail_native, bm25)
+        gloss.append(tail_gloss, bm25)
     return SearchEngine(
         settings, analyzer, embedder, docs, alive, native, gloss, dense, bm25, _profile(settings, embedder)
     )
