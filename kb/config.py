@@ -22,6 +22,8 @@ class Settings:
     """Everything configurable. ``from_env`` reads ``KB_<FIELD>`` for each field."""
 
     index_dir: Path = Path(".kb/index")
+    database_url: str = "sqlite:///.kb/kb.db"
+    """SQLAlchemy URL: SQLite (embedded default) or ``postgresql+psycopg://user:pass@host/db``."""
     data_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent / "data")
     embed_model: str = DEFAULT_MODEL
     """Any sentence-transformers model name or local path, or ``bundled:all-MiniLM-L6-v2``."""

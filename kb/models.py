@@ -88,6 +88,7 @@ class User(Base):
 class Case(Base):
     __tablename__ = "cases"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(100), unique=True)  # the ticketing system's case id
     org_id: Mapped[int] = mapped_column(ForeignKey("orgs.id"), index=True)
     contact_name: Mapped[str] = mapped_column(String(200))
     contact_email: Mapped[str] = mapped_column(String(320))
@@ -108,6 +109,7 @@ class Case(Base):
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    meta: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)  # unknown fields of an imported case
     version_id: Mapped[int] = mapped_column(Integer, nullable=False)
     __mapper_args__ = {"version_id_col": version_id}
 
@@ -212,3 +214,24 @@ class Outbox(Base):
     entity_id: Mapped[str] = mapped_column(String(32))
     op: Mapped[str] = mapped_column(String(16))  # "upsert" | "delete"
     created_at: Mapped[datetime]
+
+
+class IngestRecord(Base):
+    """What the ingest pipeline did with one source record: the key of idempotent, resumable runs.
+
+    Written in the same transaction as the case / article it produced, so a record is either fully ingested
+    (and has a row here) or not at all. ``source`` is "case" or "article"; ``outcome`` is created, merged,
+    linked or skipped; ``content_hash`` tells a re-run whether the record changed since.
+    """
+
+    __tablename__ = "ingest_records"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_ingest_records_source_external"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(200))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    article_id: Mapped[str | None] = mapped_column(ForeignKey("articles.id"))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime]
