@@ -1,6 +1,7 @@
 """Resolved support cases -> bilingual knowledge-article drafts (the pure front half: no database).
 
-``sources`` reads JSONL/CSV exports into ``CaseRecord`` values (bad records are reported, not raised),
+``sources`` reads JSONL/CSV exports into ``CaseRecord`` values (bad records are reported, not raised;
+unknown fields kept in ``meta``; timeline entries carry a ``visibility``),
 ``clean`` strips quoted replies, signatures, disclaimers and personal data, ``extract`` drafts the
 article sections and glosses them into the other language. Imports ``kb`` only.
 """
@@ -29,9 +30,11 @@ from ingest.sources import (
     DEFAULT_MAPPING,
     CaseRecord,
     ColumnMapping,
+    EntryKind,
     RecordError,
     SourceItem,
     TimelineEntry,
+    Visibility,
     parse_case,
     read_cases,
     read_csv,
@@ -43,6 +46,7 @@ __all__ = [
     "GLOSS_METHOD",
     "CaseRecord",
     "ColumnMapping",
+    "EntryKind",
     "Glosser",
     "RecordError",
     "RedactionCounts",
@@ -51,6 +55,7 @@ __all__ = [
     "TimelineEntry",
     "Translator",
     "Variant",
+    "Visibility",
     "clean_case_text",
     "clean_timeline",
     "error_codes",

@@ -330,7 +330,8 @@ def clean_case_text(text: str, names: Sequence[str] = ()) -> tuple[str, Redactio
 
 
 def clean_timeline(entries: Iterable[TimelineEntry], names: Sequence[str] = ()) -> tuple[TimelineEntry, ...]:
-    """Each entry with its text cleaned and its author redacted when it is one of ``names``."""
+    """Each entry with its text cleaned and its author redacted when it is one of ``names``; kind, time and
+    visibility are kept (which entries may reach an article is ``ingest.extract``'s decision)."""
     out: list[TimelineEntry] = []
     for entry in entries:
         text, _ = clean_case_text(entry.text, names)

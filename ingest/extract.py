@@ -2,8 +2,10 @@
 
 ``extract_sections`` is rule-based and deterministic: labelled blocks (``Cause:``, ``原因：``,
 ``Resolution:``, ``解决方法：``...) decide cause and resolution, the first paragraphs of the description
-give the symptom, OS / version lines the environment. Only customer-visible text feeds a section:
-internal notes (``note_internal``) and state changes are never read. Text is cleaned
+give the symptom, OS / version lines the environment. Only customer-visible text feeds a section: a
+timeline entry is read only when its ``visibility`` is ``"customer"`` and its kind is a call, an e-mail
+or a note (``PUBLIC_KINDS``); internal entries, state changes and escalations (internal reasoning, even
+when an export marks them customer-visible) are never read. Text is cleaned
 (``ingest.clean``) before it is used, so sections carry no quoted replies, signatures or personal data.
 """
 
@@ -20,7 +22,8 @@ from ingest.sources import CaseRecord, TimelineEntry
 
 GLOSS_METHOD: Final = "gloss:cc-cedict+glossary"
 ZH_MARKER: Final = "【机器生成·英文原文】"  # "machine-made, English original" before each section of a zh variant
-PUBLIC_KINDS: Final = frozenset({"call", "email", "note_public"})
+PUBLIC_KINDS: Final = frozenset({"call", "email", "note"})
+"""Kinds whose customer-visible entries may feed a section; internal entries never do (see ``_readable``)."""
 
 _CJK: Final = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _LABELS: Final = {
@@ -123,7 +126,7 @@ def extract_sections(record: CaseRecord, timeline: Sequence[TimelineEntry] | Non
     description = clean_case_text(record.description, names)[0]
     resolution_text = clean_case_text(record.resolution, names)[0]
     entries = clean_timeline(record.timeline, names) if timeline is None else tuple(timeline)
-    public = [e.text for e in entries if e.kind in PUBLIC_KINDS and e.text.strip()]
+    public = [e.text for e in entries if _readable(e) and e.text.strip()]
 
     res_rest, res_blocks = _split_labelled(resolution_text)
     symptom = _symptom(subject, description)
@@ -146,6 +149,12 @@ def extract_sections(record: CaseRecord, timeline: Sequence[TimelineEntry] | Non
         error_codes=tuple(dict.fromkeys(codes)),
         keywords=_keywords(record.product, codes, subject),
     )
+
+
+def _readable(entry: TimelineEntry) -> bool:
+    """May this entry's text reach an article? Never when internal: the customer did not see it, and an
+    engineer's guess or workaround there is not a published fix."""
+    return entry.visibility != "internal" and entry.kind in PUBLIC_KINDS
 
 
 def _split_labelled(text: str) -> tuple[str, list[tuple[str, str]]]:

@@ -15,7 +15,7 @@ from typing import Final, Literal
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
-from kb.errors import ArticleNotFound, ConcurrentUpdate
+from kb.errors import ArticleNotFound, ConcurrentUpdate, InvalidTransition
 from kb.lifecycle import ArticleState, Audience, Confidence, Role, check_article_edit, check_article_transition
 from kb.models import (
     Article,
@@ -143,16 +143,23 @@ def create_article(
     error_codes: Sequence[str] = (),
     audience: Audience = Audience.INTERNAL,
     at: datetime | None = None,
+    article_id: str | None = None,
+    state: ArticleState | None = None,
 ) -> Article:
-    """A new article ``KB-000123`` at version 1, confidence wip, with an outbox upsert. Needs zh or en (or both)."""
+    """A new article at version 1 with an outbox upsert. Needs zh or en (or both).
+
+    Its id is ``article_id`` (an imported article keeps its own) or the next free ``KB-000123``; its state is
+    ``state`` (imports; checked by ``check_state``) or a wip draft for ``audience``.
+    """
     if zh is None and en is None:
         raise ValueError("an article needs a zh or an en variant")
     at = at or utcnow()
-    number = ArticleNumber()
-    session.add(number)
-    session.flush()
-    article_id = f"KB-{number.id:06d}"
-    state = ArticleState(audience=audience)
+    if article_id is None:
+        article_id = _allocate_id(session)
+    elif session.get(Article, article_id) is not None:
+        raise ValueError(f"article {article_id} exists already")
+    state = state or ArticleState(audience=audience)
+    check_state(state)
     article = Article(
         id=article_id,
         current_version=1,
@@ -171,6 +178,27 @@ def create_article(
     _outbox_article(session, article, at)
     session.flush()
     return article
+
+
+def _allocate_id(session: Session) -> str:
+    while True:  # skip numbers an import took with its own id
+        number = ArticleNumber()
+        session.add(number)
+        session.flush()
+        article_id = f"KB-{number.id:06d}"
+        if session.get(Article, article_id) is None:
+            return article_id
+
+
+def check_state(state: ArticleState) -> None:
+    """Raise ``InvalidTransition`` for a state no workflow can reach: public content must be validated."""
+    if state.audience == Audience.PUBLIC and state.confidence != Confidence.VALIDATED:
+        raise InvalidTransition(
+            Audience.INTERNAL,
+            Audience.PUBLIC,
+            kind="audience",
+            reason=f"public needs validated confidence, not {state.confidence}",
+        )
 
 
 def _locked_article(session: Session, article_id: str, expected_version: int) -> Article:

@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +24,31 @@ from kb.search.engine import SearchEngine
 from kb.search.types import MODES, Document, Embedder, Filter, Mode
 
 
-def _embedder(settings: Settings, *, batch: bool = True) -> Embedder:
+def make_embedder(settings: Settings, *, batch: bool = True) -> Embedder:
     from kb.search.embed import SentenceTransformerEmbedder
 
     threads = settings.embed_threads if batch else settings.query_threads
     return SentenceTransformerEmbedder(settings.embed_model, threads=threads)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     if getattr(args, "index_dir", None):
         overrides["index_dir"] = Path(args.index_dir)
     if getattr(args, "model", None):
         overrides["embed_model"] = args.model
+    if getattr(args, "db", None):
+        overrides["database_url"] = args.db
     return Settings.from_env(**overrides)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     from kb.search.engine import SearchEngine
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     started = time.perf_counter()
     docs = list(read_documents(Path(args.source)))
-    embedder = None if args.no_embed else _embedder(settings)
+    embedder = None if args.no_embed else make_embedder(settings)
     engine = SearchEngine.build(docs, settings, embedder=embedder, progress=not args.quiet)
     gen = store.save(engine, settings.index_dir, source=str(Path(args.source).resolve()))
     print(
@@ -63,7 +66,7 @@ def _open(settings: Settings, quiet: bool = False, *, batch: bool = False) -> Se
         source = manifest.get("source")
     except KBError:
         source = None
-    embedder = _embedder(settings, batch=batch) if built_with is not None else None
+    embedder = make_embedder(settings, batch=batch) if built_with is not None else None
 
     def rebuild_from() -> list[Document]:
         if not source or not Path(source).exists():
@@ -84,7 +87,7 @@ def _title(engine: SearchEngine, doc_id: str) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from_args(args)
     if not args.query.strip():
         raise KBError("the query is empty")
     engine = _open(settings, quiet=args.json)
@@ -130,7 +133,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from_args(args)
     docs = list(read_documents(Path(args.source)))
     engine = _open(settings, quiet=args.quiet, batch=True)
     engine.upsert(docs, progress=not args.quiet)
@@ -142,7 +145,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from_args(args)
     engine = _open(settings, quiet=True)
     removed = engine.delete(args.doc_ids)
     gen = store.save(engine, settings.index_dir)
@@ -151,7 +154,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from_args(args)
     gen = store.current_generation(settings.index_dir)
     manifest = store.verify(gen) if args.verify else store.read_manifest(gen)
     print(
@@ -230,6 +233,12 @@ def parser() -> argparse.ArgumentParser:
     an = sub.add_parser("analyze", help="show how a text is tokenised (native, gloss, embedding text)")
     an.add_argument("text")
     an.set_defaults(func=cmd_analyze)
+
+    from kb import cli_db  # the database commands; imported here because they use this module's helpers
+
+    cli_db.register(sub, isub, common)
+    for entry in entry_points(group="kb.commands"):  # e.g. `kb ingest` from the ingest package (kb never imports it)
+        entry.load()(sub, common)
     return p
 
 

@@ -97,6 +97,7 @@ class Case(Base):
     version: Mapped[str] = mapped_column(String(100), default="")  # the customer's product version, not the lock
     subject: Mapped[str] = mapped_column(String(500))
     description: Mapped[str] = mapped_column(Text, default="")
+    resolution: Mapped[str] = mapped_column(Text, default="")  # what solved it (similar-case search shows it)
     lang: Mapped[str] = mapped_column(String(8))
     priority: Mapped[Priority] = mapped_column(_enum(Priority))
     severity: Mapped[int] = mapped_column(Integer, default=3)

@@ -8,6 +8,7 @@ callers pass the ``version_id`` they read as ``expected_version``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -287,3 +288,78 @@ def case_sla(session: Session, case_id: int, now: datetime, policy: SlaPolicy = 
     )
     events = [(at, state) for at, state in session.execute(stmt) if state is not None]
     return sla_status(policy, case.priority, case.opened_at, events, now, case.first_response_at)
+
+
+# --- imported cases ------------------------------------------------------------------------------------------------
+
+
+def org_by_name(session: Session, name: str) -> Org:
+    """The organisation called ``name``, created when it does not exist yet."""
+    org = session.scalars(select(Org).where(Org.name == name)).one_or_none()
+    return org if org is not None else create_org(session, name)
+
+
+def case_by_external_id(session: Session, external_id: str) -> Case | None:
+    """The case imported under the ticketing system's id ``external_id``, if any."""
+    return session.scalars(select(Case).where(Case.external_id == external_id)).one_or_none()
+
+
+def import_case(
+    session: Session,
+    *,
+    external_id: str,
+    org_id: int,
+    contact_name: str,
+    contact_email: str,
+    channel: Channel,
+    product: str,
+    subject: str,
+    lang: str,
+    priority: Priority,
+    state: CaseState,
+    opened_at: datetime,
+    events: Sequence[CaseEvent],
+    description: str = "",
+    resolution: str = "",
+    version: str = "",
+    resolved_at: datetime | None = None,
+    meta: Mapping[str, object] | None = None,
+) -> Case:
+    """Record a case exported by another ticketing system as it is, with its timeline (history, so no transition
+    checks); unsaved ``events`` get the new case's id. An outbox upsert makes it searchable for similar-case search.
+    Raises ``ValueError`` when ``external_id`` was imported before."""
+    if case_by_external_id(session, external_id) is not None:
+        raise ValueError(f"case {external_id!r} was imported before")
+    last = max([opened_at, *(e.at for e in events), *([resolved_at] if resolved_at else [])])
+    first_response = min((e.at for e in events if not e.internal and e.at > opened_at), default=None)
+    case = Case(
+        external_id=external_id,
+        org_id=org_id,
+        contact_name=contact_name,
+        contact_email=contact_email,
+        channel=channel,
+        product=product,
+        version=version,
+        subject=subject,
+        description=description,
+        resolution=resolution,
+        lang=lang,
+        priority=priority,
+        severity=3,
+        state=state,
+        escalation_level=EscalationLevel.L1,
+        opened_at=opened_at,
+        first_response_at=first_response or (resolved_at if state in (CaseState.RESOLVED, CaseState.CLOSED) else None),
+        resolved_at=resolved_at if state in (CaseState.RESOLVED, CaseState.CLOSED) else None,
+        closed_at=(resolved_at or last) if state == CaseState.CLOSED else None,
+        updated_at=last,
+        meta=dict(meta or {}),
+    )
+    session.add(case)
+    session.flush()
+    for event in events:
+        event.case_id = case.id
+        session.add(event)
+    write_outbox(session, "case", case.id, "upsert", last)
+    session.flush()
+    return case

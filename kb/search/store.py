@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,12 @@ FORMAT = 1
 KEEP_GENERATIONS = 2
 
 
-def save(engine: SearchEngine, index_dir: Path, *, source: str | None = None) -> Path:
-    """Write ``engine`` as a new generation and make it current. Returns the generation directory."""
+def save(
+    engine: SearchEngine, index_dir: Path, *, source: str | None = None, sync: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``engine`` as a new generation and make it current. Returns the generation directory.
+
+    ``sync`` is stored as the manifest's ``sync`` entry (the database indexer records its progress there)."""
     index_dir.mkdir(parents=True, exist_ok=True)
     number = max((int(p.name[4:]) for p in index_dir.glob("gen-*") if p.name[4:].isdigit()), default=0) + 1
     final = index_dir / f"gen-{number:06d}"
@@ -73,6 +77,7 @@ def save(engine: SearchEngine, index_dir: Path, *, source: str | None = None) ->
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "source": source,
+        "sync": dict(sync or {}),
         "params": engine.params(),
         "counts": {
             "rows": len(engine.docs),

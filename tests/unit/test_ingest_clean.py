@@ -195,6 +195,11 @@ def test_record_names_adds_honorifics_and_short_org() -> None:
 
 
 def test_clean_timeline_cleans_text_and_author() -> None:
-    entries = (TimelineEntry("email", "John Smith", None, "Works.\n\nThanks,\nJohn\n> old"),)
-    (entry,) = clean_timeline(entries, ["John Smith"])
-    assert entry.text == "Works." and entry.author == "[NAME]" and entry.kind == "email"
+    entries = (
+        TimelineEntry("email", "John Smith", None, "Works.\n\nThanks,\nJohn\n> old", "customer"),
+        TimelineEntry("note", "eng", None, "John Smith called, see 10.1.2.3"),
+    )
+    email, note = clean_timeline(entries, ["John Smith"])
+    assert email.text == "Works." and email.author == "[NAME]" and email.kind == "email"
+    assert email.visibility == "customer"  # cleaning never changes who saw an entry
+    assert note.text == "[NAME] called, see [IP]" and (note.kind, note.visibility) == ("note", "internal")
