@@ -19,8 +19,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# The main job: migrate the database, import the sample knowledge base, ingest the sample resolved cases into
+# knowledge drafts (near-duplicates linked or merged), and answer a query from the index derived from the database.
+# Re-running it imports and ingests nothing twice.
 run: install
-	HF_HUB_OFFLINE=1 $(BIN)/kb index build data/samples
+	$(BIN)/kb db upgrade
+	HF_HUB_OFFLINE=1 $(BIN)/kb ingest articles data/samples/corpus.jsonl --confidence validated --audience public -q
+	HF_HUB_OFFLINE=1 $(BIN)/kb ingest cases data/samples/cases.jsonl -q
 	HF_HUB_OFFLINE=1 $(BIN)/kb search "$(QUERY)"
 
 test: install

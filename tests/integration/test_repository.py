@@ -134,20 +134,25 @@ def test_case_concurrent_update_second_session_loses(engine: Engine) -> None:
     factory = make_session_factory(engine)
     with factory.begin() as s:
         case_id = _case(s).id
+    # Two users load the case form. Each request is its own transaction: on SQLite a write transaction holds
+    # the database's one write lock (BEGIN IMMEDIATE, see kb.db), so two open at once in one thread would wait
+    # for each other; kb.db refuses that at once.
     first, second = factory(), factory()
     try:
-        a = repo.get_case(first, case_id)
-        b = repo.get_case(second, case_id)
+        with first.begin():
+            a = repo.get_case(first, case_id)
+        with second.begin():
+            b = repo.get_case(second, case_id)  # second keeps b (expire_on_commit=False): version 1
         assert a.version_id == b.version_id == 1
-        repo.transition_case(first, case_id, S.TRIAGED, None, expected_version=1)
-        first.commit()
-        with pytest.raises(ConcurrentUpdate) as info:  # second still holds version 1: its UPDATE matches no row
+        with first.begin():
+            repo.transition_case(first, case_id, S.TRIAGED, None, expected_version=1)
+        with pytest.raises(ConcurrentUpdate) as info, second.begin():  # b still says 1: the UPDATE matches no row
             repo.transition_case(second, case_id, S.TRIAGED, None, expected_version=1)
         assert info.value.id == case_id and info.value.expected_version == 1
         assert info.value.actual_version is None  # caught at flush (StaleDataError), not by the version check
-        second.rollback()
-        assert repo.get_case(second, case_id).version_id == 2
-        with pytest.raises(ConcurrentUpdate) as info:  # a fresh read, but the caller's form still says 1
+        with second.begin():
+            assert repo.get_case(second, case_id).version_id == 2  # the rollback expired b
+        with pytest.raises(ConcurrentUpdate) as info, second.begin():  # a fresh read, but the form still says 1
             repo.transition_case(second, case_id, S.IN_PROGRESS, None, expected_version=1)
         assert info.value.actual_version == 2
     finally:
@@ -307,4 +312,4 @@ def test_sqlite_pragmas(engine: Engine) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
-        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 5000
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30_000
