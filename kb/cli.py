@@ -16,6 +16,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from kb.config import Settings
 from kb.documents import read_documents
 from kb.errors import KBError
@@ -254,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KBError as exc:
         print(f"kb: error: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # the database is unreachable, locked or broken: the run cannot proceed
+        print(f"kb: error: database: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -25,13 +25,18 @@ from kb.lifecycle import ArticleState, Audience, Confidence, Governance
 from kb.search import store
 
 
-def open_database(settings: Settings, *, create: bool = True) -> tuple[Engine, sessionmaker[Session]]:
-    """The engine and session factory for ``settings.database_url``. A database without any table is created
-    at the newest schema; one at an older revision is refused (run ``kb db upgrade``)."""
+def make_engine(settings: Settings) -> Engine:
+    """The engine for ``settings.database_url``; a SQLite file's directory is created if needed."""
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = db.make_engine(settings.database_url)
+    return db.make_engine(settings.database_url)
+
+
+def open_database(settings: Settings, *, create: bool = True) -> tuple[Engine, sessionmaker[Session]]:
+    """The engine and session factory for ``settings.database_url``. A database without any table is created
+    at the newest schema; one at an older revision is refused (run ``kb db upgrade``)."""
+    engine = make_engine(settings)
     try:
         revision = db.current_revision(engine)
         if revision is None and create and not inspect(engine).get_table_names():
@@ -48,8 +53,7 @@ def open_database(settings: Settings, *, create: bool = True) -> tuple[Engine, s
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    engine = db.make_engine(settings.database_url)
+    engine = make_engine(settings_from_args(args))
     before = db.current_revision(engine)
     db.upgrade(engine)
     print(f"database schema: {before or 'empty'} -> {db.current_revision(engine)}")
@@ -57,7 +61,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_db_current(args: argparse.Namespace) -> int:
-    engine = db.make_engine(settings_from_args(args).database_url)
+    engine = make_engine(settings_from_args(args))
     current = db.current_revision(engine)
     print(f"{current or 'none'} (head {db.head_revision()})")
     return 0 if current == db.head_revision() else 1
