@@ -378,6 +378,7 @@ class Pipeline:
     ) -> IngestReport:
         """Import articles (created, or merged into the existing article of the same id; unchanged: skipped)."""
         report = IngestReport()
+        changed = 0
         for n, (line, item) in enumerate(tqdm(items, desc="import articles", disable=not self.progress), start=1):
             self._step("read", n)
             report.read += 1
@@ -393,11 +394,11 @@ class Pipeline:
                 report.failed.append(Failure(item.article_id, line, _message(exc)))
                 continue
             report.count(_IMPORT_OUTCOMES[outcome], "unchanged")
-            if outcome != "unchanged":
+            changed += outcome != "unchanged"
+            if changed >= self.save_every:  # no dedupe between imported articles: index them in batches
                 self._step("apply", n)
-                self.sync.apply_pending()
-                if self.sync.pending >= self.save_every:
-                    self.sync.catch_up()
+                self.sync.catch_up()
+                changed = 0
         self.sync.catch_up()
         return report
 
