@@ -28,6 +28,7 @@ from kb.indexer import IndexSync, rebuild, searchable_documents
 from kb.lifecycle import ArticleState, Audience, Confidence, Role
 from kb.models import Article, CaseArticleLink, IngestRecord, Outbox, Relation
 from kb.search import store
+from kb.search.types import Embedder
 from kb.text import Analyzer
 from tests.conftest import DATA
 from tests.fakes import HashEmbedder
@@ -95,8 +96,8 @@ def _write_jsonl(path: Path, rows: list[Any]) -> Path:
     return path
 
 
-def _index_ids(settings: Settings) -> list[str]:
-    engine = store.load(replace(settings), embedder=HashEmbedder())
+def _index_ids(settings: Settings, embedder: Embedder | None = None) -> list[str]:
+    engine = store.load(replace(settings), embedder=embedder or HashEmbedder())
     return [d.doc_id for row, d in enumerate(engine.docs) if engine.alive[row]]
 
 
@@ -105,8 +106,10 @@ def _db_ids(factory: sessionmaker[Session]) -> set[str]:
         return {d.doc_id for d in searchable_documents(session)}
 
 
-def _assert_index_matches_db(factory: sessionmaker[Session], settings: Settings) -> None:
-    live = _index_ids(settings)
+def _assert_index_matches_db(
+    factory: sessionmaker[Session], settings: Settings, embedder: Embedder | None = None
+) -> None:
+    live = _index_ids(settings, embedder)
     assert len(live) == len(set(live)), "a document is live twice"
     assert set(live) == _db_ids(factory)
     with factory() as session:
@@ -382,7 +385,7 @@ def test_pipeline_real_model(tmp_path: Path, analyzer: Analyzer) -> None:
     assert linked, "no duplicate of a known article was found"
     right = sum(truth[case_id] == article_id for case_id, article_id in linked.items())
     assert right / len(linked) >= 0.7, (right, linked)
-    _assert_index_matches_db(factory, settings)
+    _assert_index_matches_db(factory, settings, sync.engine.embedder)
     hits = sync.engine.search(cases[0]["subject"], k=3)
     assert hits and hits[0].score > 0
     engine.dispose()
