@@ -221,6 +221,7 @@ class Pipeline:
     def ingest_cases(self, items: Iterable[SourceItem], *, total: int | None = None) -> IngestReport:
         """Ingest every case of ``items``; per-record problems go into the report, the run goes on."""
         report = IngestReport()
+        unsaved = 0  # records applied since the last save
         bar = tqdm(items, total=total, desc="ingest cases", unit="case", disable=not self.progress)
         for n, (line, item) in enumerate(bar, start=1):
             self._step("read", n)
@@ -237,8 +238,10 @@ class Pipeline:
             if outcome != "skipped":
                 self._step("apply", n)
                 self.sync.apply_pending()
-                if self.sync.pending >= self.save_every:
+                unsaved += 1
+                if unsaved >= self.save_every:  # records, not outbox rows (a record writes two or three)
                     self.sync.catch_up()
+                    unsaved = 0
         self.sync.catch_up()
         return report
 
