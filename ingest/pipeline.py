@@ -48,7 +48,7 @@ from kb.errors import KBError
 from kb.indexer import IndexSync
 from kb.lifecycle import ArticleState, CaseState, Channel, Confidence, Priority
 from kb.models import Article, CaseEvent, EventKind, IngestRecord, Relation, utcnow
-from kb.repository import import_case, org_by_name, write_outbox
+from kb.repository import import_case, org_by_name
 from kb.search.engine import SearchEngine
 from kb.search.types import Filter, Mode
 
@@ -342,7 +342,7 @@ class Pipeline:
                 new_codes = [c for c in codes if c not in article.error_codes]
                 if new_codes:
                     article.error_codes = [*article.error_codes, *new_codes]
-                    write_outbox(session, "article", article_id, "upsert", at)
+                    kb_articles.outbox_article(session, article, at)
             else:
                 outcome, relation = "linked", Relation.RELATED
             kb_articles.link_case_article(session, case.id, article_id, relation, at=at)

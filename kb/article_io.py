@@ -27,12 +27,22 @@ from typing import Any, Final, Literal, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kb.articles import FIELDS, LANGS, Lang, Variant, check_state, create_article, stale_translation, variant_of
+from kb.articles import (
+    FIELDS,
+    LANGS,
+    Lang,
+    Variant,
+    check_state,
+    create_article,
+    new_version,
+    outbox_article,
+    stale_translation,
+    variant_of,
+)
 from kb.articles import get_article_version as _version
 from kb.errors import InvalidInput
 from kb.lifecycle import ArticleState, Audience, Confidence, Governance
 from kb.models import Article, ArticleVersion, utcnow
-from kb.repository import write_outbox
 
 Outcome = Literal["created", "updated", "unchanged"]
 _ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
@@ -248,23 +258,12 @@ def _update(session: Session, article: Article, record: ArticleRecord, state: Ar
     check_state(state)
     if not (same_content and same_stale):
         number = article.current_version + 1
-        row = ArticleVersion(
-            article_id=article.id, version=number, keywords=list(record.keywords), author_id=None, created_at=at
-        )
-        marks = _marks(record, number)
-        for lang in LANGS:
-            variant = new[lang]
-            for name in FIELDS:
-                setattr(row, f"{name}_{lang}", None if variant is None else getattr(variant, name))
-            setattr(row, f"machine_translated_{lang}", variant is not None and variant.machine_translated)
-            setattr(row, f"translated_from_version_{lang}", marks[lang])
-        session.add(row)
+        session.add(new_version(article.id, number, new, _marks(record, number), record.keywords, None, at))
         article.current_version = number
     article.products, article.error_codes = list(record.products), list(record.error_codes)
     article.confidence, article.audience, article.governance = state.confidence, state.audience, state.governance
     article.updated_at = at
-    op: Literal["upsert", "delete"] = "delete" if state.confidence == Confidence.ARCHIVED else "upsert"
-    write_outbox(session, "article", article.id, op, at)
+    outbox_article(session, article, at)
     session.flush()
     return "updated"
 

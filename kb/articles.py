@@ -87,7 +87,7 @@ def stale_translation(version: ArticleVersion) -> dict[Lang, bool]:
     return result
 
 
-def _new_version(
+def new_version(
     article_id: str,
     number: int,
     variants: Mapping[Lang, Variant | None],
@@ -96,6 +96,7 @@ def _new_version(
     author_id: int | None,
     at: datetime,
 ) -> ArticleVersion:
+    """An unsaved version row holding ``variants`` (None: that language is absent) and translation ``marks``."""
     row = ArticleVersion(
         article_id=article_id, version=number, keywords=list(keywords), author_id=author_id, created_at=at
     )
@@ -108,7 +109,8 @@ def _new_version(
     return row
 
 
-def _outbox_article(session: Session, article: Article, at: datetime) -> None:
+def outbox_article(session: Session, article: Article, at: datetime) -> None:
+    """The article's outbox row: delete when archived (it leaves search), else upsert."""
     op: Literal["upsert", "delete"] = "delete" if article.confidence == Confidence.ARCHIVED else "upsert"
     write_outbox(session, "article", article.id, op, at)
 
@@ -174,8 +176,8 @@ def create_article(
     session.add(article)
     both = zh is not None and en is not None
     marks: dict[Lang, int | None] = {"zh": 1 if both else None, "en": 1 if both else None}
-    session.add(_new_version(article_id, 1, {"zh": zh, "en": en}, marks, keywords, author_id, at))
-    _outbox_article(session, article, at)
+    session.add(new_version(article_id, 1, {"zh": zh, "en": en}, marks, keywords, author_id, at))
+    outbox_article(session, article, at)
     session.flush()
     return article
 
@@ -250,14 +252,14 @@ def edit_article(
         marks = {"zh": number, "en": number}  # in line with each other at this version
     elif changed:
         marks[changed[0]] = number  # a lone edit: the other language is now behind
-    row = _new_version(article_id, number, variants, marks, new_keywords, author_id, at)
+    row = new_version(article_id, number, variants, marks, new_keywords, author_id, at)
     for lang in LANGS:  # a carried-forward variant keeps its machine-translated flag
         if lang not in changed and variants[lang] is not None:
             setattr(row, f"machine_translated_{lang}", getattr(previous, f"machine_translated_{lang}"))
     session.add(row)
     article.current_version = number
     article.updated_at = at
-    _outbox_article(session, article, at)
+    outbox_article(session, article, at)
     flush_locked(session, "article", article_id, expected_version)
     return row
 
@@ -278,7 +280,7 @@ def set_article_state(
     check_article_transition(role, _state(article), target)
     article.confidence, article.audience, article.governance = target.confidence, target.audience, target.governance
     article.updated_at = at
-    _outbox_article(session, article, at)
+    outbox_article(session, article, at)
     flush_locked(session, "article", article_id, expected_version)
     return article
 

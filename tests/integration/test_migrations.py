@@ -7,7 +7,6 @@ see nor disturb the tables other tests create in the shared kb_test database.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +17,6 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, func, inspect, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from kb import db
@@ -30,24 +28,6 @@ pytestmark = pytest.mark.integration
 PG_URL = os.environ.get("KB_TEST_PG_URL")
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 HEAD = "0002"
-
-
-@pytest.fixture
-def pg_schema_url() -> Iterator[str]:
-    """A URL whose connections use a fresh, empty schema of the kb_test database."""
-    if not PG_URL:
-        pytest.skip("KB_TEST_PG_URL not set (e.g. postgresql+psycopg://kb:kb@localhost/kb_test)")
-    schema = f"kbtest_{uuid.uuid4().hex[:10]}"
-    admin = db.make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
-        url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
