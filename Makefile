@@ -32,7 +32,7 @@ test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check kb ingest eval tests
+	$(BIN)/ruff check kb ingest eval api tests
 	$(BIN)/mypy
 
 eval: install

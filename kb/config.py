@@ -41,6 +41,15 @@ class Settings:
     max_query_chars: int = 2_000
     max_query_terms: int = 256
     cache_dir: Path = Path(".kb/cache")
+    # --- the service (kb serve) ---
+    rate_limit_per_minute: int = 600
+    """Requests per user (or per client address when anonymous) per minute; over it: 429 with Retry-After."""
+    max_body_bytes: int = 65_536
+    """Largest request body; a larger one gets 413 before it is read."""
+    refresh_interval_ms: int = 500
+    """How often each worker checks the database for changes to apply to its search index."""
+    embed_in_service: str = "on"
+    """``on``: the service embeds queries with ``embed_model`` (hybrid search); ``off``: BM25 only."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -65,6 +74,17 @@ class Settings:
     def __post_init__(self) -> None:
         if self.gloss_for_embedding not in ("auto", "on", "off"):
             raise ConfigError(f"gloss_for_embedding must be auto, on or off, not {self.gloss_for_embedding!r}")
-        for name in ("embed_threads", "query_threads", "embed_batch_size", "max_query_chars", "max_query_terms"):
+        if self.embed_in_service not in ("on", "off"):
+            raise ConfigError(f"embed_in_service must be on or off, not {self.embed_in_service!r}")
+        for name in (
+            "embed_threads",
+            "query_threads",
+            "embed_batch_size",
+            "max_query_chars",
+            "max_query_terms",
+            "rate_limit_per_minute",
+            "max_body_bytes",
+            "refresh_interval_ms",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")

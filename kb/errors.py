@@ -14,6 +14,7 @@ The tree::
     ├── InvalidInput           a malformed input record: path, line
     ├── InvalidTransition      a state change no lifecycle rule allows: kind, current, target, allowed
     ├── PermissionDenied       a role may not do this action: role, action
+    ├── AuthError              missing, wrong, expired or revoked credentials (never says which)
     ├── ConcurrentUpdate       optimistic lock lost: entity, id, expected_version, actual_version
     └── IngestError            an ingest source that cannot be read: record, line, reason
 
@@ -148,3 +149,10 @@ class ConcurrentUpdate(KBError):
         self.id = id
         self.expected_version = expected_version
         self.actual_version = actual_version
+
+
+class AuthError(KBError):
+    """Missing, wrong, expired or revoked credentials. The message never says which."""
+
+    def __init__(self, reason: str = "invalid or missing credentials") -> None:
+        super().__init__(reason)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -153,8 +154,50 @@ def _generation_name(index_dir: Path) -> str | None:
         return None
 
 
+class RWLock:
+    """Many readers or one writer (searches read the engine while a catch-up may mutate it in place)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._writer = True  # new readers wait from here; then wait for the current ones to finish
+            while self._readers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
 class IndexSync:
-    """Keeps one in-memory ``SearchEngine`` and its on-disk generations in step with the database."""
+    """Keeps one in-memory ``SearchEngine`` and its on-disk generations in step with the database.
+
+    ``lock`` guards the engine: readers (searches in other threads) take ``lock.read()``; a catch-up takes
+    ``lock.write()`` only while it swaps or mutates the engine, not while it reads the database or saves.
+    """
 
     def __init__(
         self, session_factory: sessionmaker[Session], settings: Settings, engine: SearchEngine, generation: str | None
@@ -167,6 +210,7 @@ class IndexSync:
         self._max_applied = 0
         self._counts = [0, 0]  # documents upserted, deleted since the last save
         self.on_step: Callable[[str], None] | None = None  # called with "save" and "purge" (crash tests)
+        self.lock = RWLock()
 
     @classmethod
     def open(
@@ -215,14 +259,17 @@ class IndexSync:
                     continue
                 keys = list(dict.fromkeys((str(e), str(i)) for _, e, i in fresh))
                 upserts, deletes = documents_for(session, keys)
-            self._counts[1] += self.engine.delete(deletes)
-            self.engine.upsert(upserts)
+            with self.lock.write():
+                self._counts[1] += self.engine.delete(deletes)
+            self.engine.upsert(upserts, guard=self.lock.write())
             self._counts[0] += len(upserts)
             self._applied.update(r[0] for r in fresh)
             self._max_applied = max(self._max_applied, max(r[0] for r in fresh))
             applied += len(fresh)
         if applied and (self.engine.needs_compaction() or _delta_rows(self.engine) > _delta_limit(self.engine)):
-            self.engine = self.engine.compact()
+            compacted = self.engine.compact()
+            with self.lock.write():
+                self.engine = compacted
         return applied
 
     def catch_up(self) -> SyncReport:
@@ -233,7 +280,9 @@ class IndexSync:
     def _catch_up_locked(self) -> SyncReport:
         current = _generation_name(self.settings.index_dir)
         if current != self.generation:  # another process saved since we loaded: start from its generation
-            self.engine = store.load(self.settings, embedder=self.engine.embedder, analyzer=self.engine.analyzer)
+            loaded = store.load(self.settings, embedder=self.engine.embedder, analyzer=self.engine.analyzer)
+            with self.lock.write():
+                self.engine = loaded
             self.generation = current
             self._applied.clear()
             self._counts = [0, 0]

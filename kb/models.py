@@ -83,6 +83,87 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320), unique=True)
     role: Mapped[Role] = mapped_column(_enum(Role))
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # argon2id; None: API keys only
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ApiToken(Base):
+    """A bearer credential: a login session token or a long-lived API key (CRM, phone system).
+
+    Only the SHA-256 of the secret is stored; the secret itself is shown once, when it is issued.
+    """
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "session" | "api_key"
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class SearchLog(Base):
+    """One search, suggestion or assistant question, for analytics (searches with no result, deflection)."""
+
+    __tablename__ = "search_log"
+    __table_args__ = (Index("ix_search_log_at", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("orgs.id"))
+    role: Mapped[str] = mapped_column(String(16))
+    route: Mapped[str] = mapped_column(String(16))  # "search" | "suggest" | "assistant"
+    query: Mapped[str] = mapped_column(String(500))
+    lang: Mapped[str] = mapped_column(String(8))
+    results: Mapped[int] = mapped_column(Integer)
+    top_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class IntakeSession(Base):
+    """One customer case form: suggestions shown while typing, then a case opened or not (deflection)."""
+
+    __tablename__ = "intake_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)  # chosen by the client (one per form)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("orgs.id"))
+    suggested: Mapped[int] = mapped_column(Integer, default=0)  # suggestion lists shown
+    opened_articles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    abandoned: Mapped[bool] = mapped_column(Boolean, default=False)  # left the form without opening a case
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Webhook(Base):
+    """A subscriber (CRM, chat tool) to case and article events, called with an HMAC-SHA256 signature."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(1000))
+    secret: Mapped[str] = mapped_column(String(200))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty: every event
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    """One event to deliver to one webhook; written in the same transaction as the change (an outbox)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_status_next", "status", "next_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id"), index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
 
 
 class Case(Base):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,8 +131,13 @@ class SearchEngine:
         )
 
     # ---- updates ----------------------------------------------------------------------------------
-    def upsert(self, docs: Sequence[Document], *, progress: bool = False) -> None:
-        """Add new documents or replace existing ones (same ``doc_id``) without a rebuild."""
+    def upsert(
+        self, docs: Sequence[Document], *, progress: bool = False, guard: AbstractContextManager[Any] | None = None
+    ) -> None:
+        """Add new documents or replace existing ones (same ``doc_id``) without a rebuild.
+
+        ``guard`` (e.g. a writer lock) is held only while the prepared rows are switched in, not while the
+        documents are analysed and embedded."""
         ids = [d.doc_id for d in docs]
         if len(set(ids)) != len(ids):
             raise DuplicateDocument(next(i for i in ids if ids.count(i) > 1))
@@ -143,6 +149,17 @@ class SearchEngine:
             vectors, rel = _embed_docs(self.analyzer, self.embedder, docs, self.settings, progress)
             rows = rel + len(self.docs)
         # All work that can fail is done; now switch the state over.
+        with guard if guard is not None else nullcontext():
+            self._switch_in(docs, native, gloss, vectors, rows)
+
+    def _switch_in(
+        self,
+        docs: Sequence[Document],
+        native: list[list[str]],
+        gloss: list[list[str]],
+        vectors: FloatArray | None,
+        rows: IntArray | None,
+    ) -> None:
         self.native.append(native, self.bm25_params)
         self.gloss.append(gloss, self.bm25_params)
         if self.dense is not None and vectors is not None and rows is not None:

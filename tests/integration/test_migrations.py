@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 PG_URL = os.environ.get("KB_TEST_PG_URL")
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
