@@ -8,7 +8,9 @@ problem the knowledge base does not hold; cases sharing a slug are one new probl
 - link precision / recall: a case that duplicates a known article should be *linked* to exactly that article;
 - merge precision / recall: the 2nd and later cases of one new problem should be *merged* into its draft;
 - new-problem coverage: the share of new problems that got a draft article of their own;
-- throughput: cases per second of the whole run (clean, extract, dedupe, write, index with embeddings).
+- throughput: cases per second of the whole run (clean, extract, dedupe, write, index with embeddings), and
+  ``step_seconds``: the run's wall time split by pipeline step (``ingest.pipeline.STEPS``; a step's time runs
+  until the next step starts, so ``apply`` holds the embedding of the new drafts and ``commit`` the commit).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ingest.pipeline import DupRule, Pipeline
+from ingest.pipeline import STEPS, DupRule, Pipeline
 from ingest.sources import read_cases
 from kb import db
 from kb.article_io import ArticleRecord, read_articles
@@ -65,6 +68,27 @@ def score(truth: dict[str, str], records: dict[str, IngestRecord]) -> dict[str, 
     }
 
 
+class StepClock:
+    """An ``on_step`` hook that adds each step's wall time (until the next step is reached) to ``seconds``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = dict.fromkeys(STEPS, 0.0)
+        self._last: tuple[str, float] | None = None
+
+    def __call__(self, name: str, n: int = 0) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            step, since = self._last
+            self.seconds[step] += now - since
+        self._last = (name, now)
+
+    def stop(self) -> dict[str, float]:
+        """Close the running step; the per-step seconds, rounded."""
+        self("end")
+        self._last = None
+        return {step: round(s, 2) for step, s in self.seconds.items() if step in STEPS}
+
+
 def run(embed: bool, rule: DupRule) -> dict[str, Any]:
     """Import the sample articles, ingest the sample cases, and score the result."""
     truth = {row["case_id"]: row["article"] for row in csv.DictReader(open(SAMPLES / "case-truth.tsv"), delimiter="\t")}
@@ -84,9 +108,12 @@ def run(embed: bool, rule: DupRule) -> dict[str, Any]:
         started = time.perf_counter()
         pipeline.ingest_articles(articles, default_state=ArticleState(Confidence.VALIDATED, Audience.PUBLIC))
         article_s = time.perf_counter() - started
+        clock = StepClock()
+        pipeline.on_step, sync.on_step = clock, clock
         started = time.perf_counter()
         report = pipeline.ingest_cases(read_cases(SAMPLES / "cases.jsonl"))
         case_s = time.perf_counter() - started
+        steps = clock.stop()
         with factory() as session:
             records = {
                 r.external_id: r for r in session.scalars(select(IngestRecord).where(IngestRecord.source == "case"))
@@ -100,6 +127,8 @@ def run(embed: bool, rule: DupRule) -> dict[str, Any]:
         "articles_per_s": round(len(articles) / article_s, 2),
         "cases_per_s": round(report.read / case_s, 2),
         "case_seconds": round(case_s, 1),
+        "step_seconds": steps,
+        "cores": os.cpu_count(),
     }
 
 
