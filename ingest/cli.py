@@ -1,9 +1,15 @@
-"""``kb ingest cases FILE`` and ``kb ingest articles FILE_OR_DIR``: registered into the ``kb`` command through the
-``kb.commands`` entry point (``kb`` itself never imports ``ingest``).
+"""``kb ingest cases FILE``, ``kb ingest cases --from-db`` and ``kb ingest articles FILE_OR_DIR``: registered into
+the ``kb`` command through the ``kb.commands`` entry point (``kb`` itself never imports ``ingest``).
+
+``--from-db`` reads the resolved and closed cases already in the database (``--state``, ``--since`` narrow it) and
+attaches their drafts to those cases. ``--translator`` chooses how a draft's other language is made: ``gloss``
+(the dictionary gloss, the default), ``none`` (left empty), or ``module:attr``, a factory returning an
+``ingest.extract.Translator``.
 
 With ``--json`` the run report is one line on stdout: ``{"read", "created", "merged", "linked", "skipped",
-"failed": [{"record", "line", "error"}]}``. The exit status is 0 when every record was handled (failures are in
-the report) and non-zero only when the run could not proceed (unreadable source, database error).
+"failed": [{"record", "line", "error"}]}`` (``line`` is null for a case read from the database). The exit status
+is 0 when every record was handled (failures are in the report) and non-zero only when the run could not proceed
+(unreadable source, database error); a wrong combination of options is a usage error (status 2).
 """
 
 from __future__ import annotations
@@ -13,11 +19,22 @@ import json
 import os
 import signal
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ingest.articles import read_article_files
-from ingest.pipeline import STEPS, DupRule, IngestReport, Pipeline, StepHook, count_lines
-from ingest.sources import read_cases
+from ingest.extract import Translator, load_translator
+from ingest.pipeline import (
+    STEPS,
+    DupRule,
+    IngestReport,
+    Pipeline,
+    StepHook,
+    count_lines,
+    read_stored_cases,
+    stored_case_ids,
+)
+from ingest.sources import STORED_STATES, read_cases
 from kb.cli import make_embedder, settings_from_args
 from kb.cli_db import add_state_options, default_state, open_database
 from kb.indexer import IndexSync
@@ -41,6 +58,34 @@ def crash_hook(spec: str | None) -> StepHook | None:
     return hook
 
 
+def translator_option(spec: str) -> Translator | str:
+    """``--translator``: ``gloss`` or ``none`` as they are, ``module:attr`` loaded (``load_translator``)."""
+    if spec in ("gloss", "none"):
+        return spec
+    try:
+        return load_translator(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def states_option(text: str) -> tuple[str, ...]:
+    """``--state resolved,closed``: case states among ``STORED_STATES``."""
+    states = tuple(dict.fromkeys(s.strip().lower() for s in text.split(",") if s.strip()))
+    bad = [s for s in states if s not in STORED_STATES]
+    if bad or not states:
+        raise argparse.ArgumentTypeError(f"states are {' and/or '.join(STORED_STATES)}, comma-separated; got {text!r}")
+    return states
+
+
+def since_option(text: str) -> datetime:
+    """``--since``: an ISO 8601 date or time; without an offset it is UTC."""
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {text!r}") from None
+    return at if at.utcoffset() is not None else at.replace(tzinfo=UTC)
+
+
 def _pipeline(args: argparse.Namespace) -> Pipeline:
     settings = settings_from_args(args)
     _, factory = open_database(settings)
@@ -53,6 +98,8 @@ def _pipeline(args: argparse.Namespace) -> Pipeline:
         factory,
         sync,
         sync.engine.analyzer,  # reuse the index's analyzer: building another costs 2.4 s (lexicon load)
+        translator=None if isinstance(args.translator, str) else args.translator,
+        other_language=args.translator != "none",
         dup_rule=DupRule(args.dup_lexical, args.dup_vector, args.dup_lexical_only),
         save_every=args.save_every,
         on_step=hook,
@@ -69,6 +116,19 @@ def _finish(report: IngestReport, args: argparse.Namespace) -> int:
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.cases_parser
+    if args.from_db and args.source:
+        parser.error("FILE and --from-db exclude each other: give one of them")
+    if args.from_db:
+        pipeline = _pipeline(args)
+        states = args.state or STORED_STATES
+        ids = stored_case_ids(pipeline.session_factory, states=states, since=args.since)
+        items = read_stored_cases(pipeline.session_factory, ids)
+        return _finish(pipeline.ingest_cases(items, total=len(ids)), args)
+    if not args.source:
+        parser.error("give the FILE to read, or --from-db for the resolved cases in the database")
+    if args.state is not None or args.since is not None:
+        parser.error("--state and --since go with --from-db")
     source = Path(args.source)
     items = read_cases(source)  # raises IngestError before any work when the source is unusable
     pipeline = _pipeline(args)
@@ -97,8 +157,33 @@ def register(
         p.add_argument("--crash-at", help=argparse.SUPPRESS)
         common(p)
 
-    c = isub.add_parser("cases", help="ingest resolved cases from a JSONL or CSV export")
-    c.add_argument("source", help="cases.jsonl or cases.csv (format: docs/ingest-formats.md)")
+    c = isub.add_parser("cases", help="ingest resolved cases from a JSONL or CSV export, or from the database")
+    c.add_argument(
+        "source", nargs="?", metavar="FILE", help="cases.jsonl or cases.csv (format: docs/ingest-formats.md)"
+    )
+    c.add_argument(
+        "--from-db",
+        action="store_true",
+        help="instead of a FILE: the resolved/closed cases already in the database (drafts attach to those cases)",
+    )
+    c.add_argument(
+        "--state",
+        type=states_option,
+        help=f"with --from-db: the case states to ingest, comma-separated (default {','.join(STORED_STATES)})",
+    )
+    c.add_argument(
+        "--since",
+        type=since_option,
+        help="with --from-db: only cases resolved at or after this ISO 8601 date/time (no offset: UTC)",
+    )
+    c.add_argument(
+        "--translator",
+        type=translator_option,
+        default="gloss",
+        metavar="gloss|none|MODULE:ATTR",
+        help="how the other language is made: dictionary gloss marked machine-made (default), none (left empty), "
+        "or a factory returning an ingest.extract.Translator",
+    )
     rule = DupRule()
     c.add_argument(
         "--dup-lexical",
@@ -119,11 +204,15 @@ def register(
         help=f"near-duplicate floor without vectors (--no-embed; default {rule.lexical_only})",
     )
     options(c)
-    c.set_defaults(func=cmd_cases)
+    c.set_defaults(func=cmd_cases, cases_parser=c)
     a = isub.add_parser("articles", help="import an existing knowledge base (JSONL, Markdown, HTML; file or dir)")
     a.add_argument("source", help="a file or a directory (searched recursively)")
     add_state_options(a)
     options(a)
     a.set_defaults(
-        func=cmd_articles, dup_lexical=rule.lexical, dup_vector=rule.vector, dup_lexical_only=rule.lexical_only
+        func=cmd_articles,
+        dup_lexical=rule.lexical,
+        dup_vector=rule.vector,
+        dup_lexical_only=rule.lexical_only,
+        translator="gloss",
     )

@@ -11,6 +11,7 @@ when an export marks them customer-visible) are never read. Text is cleaned
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -106,6 +107,48 @@ class Translator(Protocol):
     def name(self) -> str: ...
 
     def translate(self, text: str, source: str, target: str) -> str: ...
+
+
+def load_translator(spec: str) -> Translator:
+    """The translator made by the factory that ``spec`` (``package.module:attr``) names, called with no arguments.
+
+    The factory's result must have a ``translate(text, source, target)`` method; its ``name`` (the variant's
+    ``method``) defaults to ``spec``. Raises ``ValueError`` naming ``spec`` when the module cannot be imported,
+    has no such attribute, the factory fails, or the result has no ``translate``.
+    """
+    module_name, colon, attr = spec.partition(":")
+    if not colon or not module_name.strip() or not attr.strip():
+        raise ValueError(f"translator {spec!r}: expected module:attr (e.g. mypackage.mt:make_translator)")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or whatever the module raises while it is imported
+        raise ValueError(f"translator {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    factory: object = module
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            raise ValueError(f"translator {spec!r}: {module_name!r} has no attribute {attr!r}")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise ValueError(f"translator {spec!r}: {attr!r} is not callable (it should make a translator)")
+    try:
+        made = factory()
+    except Exception as exc:  # a plugin's own error (missing key, model): one message, the run does not start
+        raise ValueError(f"translator {spec!r}: the factory failed: {type(exc).__name__}: {exc}") from exc
+    if not callable(getattr(made, "translate", None)):
+        raise ValueError(f"translator {spec!r}: {type(made).__name__} has no translate(text, source, target) method")
+    name = getattr(made, "name", None)
+    return made if isinstance(name, str) and name else _Named(made, spec)
+
+
+@dataclass(frozen=True, slots=True)
+class _Named:
+    """A loaded translator without a ``name``: named by its spec."""
+
+    inner: object
+    name: str
+
+    def translate(self, text: str, source: str, target: str) -> str:
+        return str(self.inner.translate(text, source, target))  # type: ignore[attr-defined]
 
 
 class Glosser(Protocol):

@@ -8,7 +8,9 @@ For each case record the named steps run in order (``STEPS``; a test kills the p
 ``extract``  symptom / environment / cause / resolution, error codes, keywords; the other language's variant
 ``dedupe``   near-duplicate search among existing articles with the retrieval core
 ``write``    in ONE transaction: the case and its timeline, the draft article (or the link to the duplicate),
-             the case-article link, the ``IngestRecord``, and the search outbox rows
+             the case-article link, the ``IngestRecord``, and the search outbox rows. A record read from the
+             database (``CaseRecord.db_case_id``, ``kb ingest cases --from-db``) has its case already: the
+             draft or link is attached to that case and no case is created
 ``commit``   that transaction commits: the record is either wholly ingested or not at all
 ``apply``    the in-memory index applies the outbox, so later records of the same run see this draft
 
@@ -22,32 +24,35 @@ the share of the query's BM25 weight it matches (native or glossed field) and it
 draft that this pipeline created and nobody validated yet is *merged* (the case is linked to it as solving it,
 its error codes are added); a duplicate of a reviewed article is *linked* (a "related" link proposes the reuse
 to a reviewer) and no new article is made.
+
+Cases already in the database (``kb ingest cases --from-db``): ``stored_case_ids`` selects the resolved / closed
+ones, ``read_stored_cases`` yields their records (``ingest.sources.stored_case_record``) into ``ingest_cases``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from ingest.clean import clean_case_text, record_names
 from ingest.extract import Glosser, Sections, Translator, extract_sections, other_language_variant
-from ingest.sources import CaseRecord, RecordError, SourceItem, TimelineEntry
+from ingest.sources import STORED_STATES, CaseRecord, RecordError, SourceItem, TimelineEntry, stored_case_record
 from kb import articles as kb_articles
 from kb.article_io import ArticleRecord, import_article
 from kb.errors import KBError
 from kb.indexer import IndexSync
 from kb.lifecycle import ArticleState, CaseState, Channel, Confidence, Priority
-from kb.models import Article, CaseEvent, EventKind, IngestRecord, Relation, utcnow
+from kb.models import Article, Case, CaseEvent, EventKind, IngestRecord, Org, Relation, User, utcnow
 from kb.repository import import_case, org_by_name
 from kb.search.engine import SearchEngine
 from kb.search.types import Filter, Mode
@@ -99,10 +104,11 @@ _IMPORT_OUTCOMES: Final[Mapping[str, Outcome]] = {"created": "created", "updated
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """A record that could not be ingested: ``record`` is its id when known, ``line`` 1-based in the input."""
+    """A record that could not be ingested: ``record`` is its id when known, ``line`` 1-based in the input (None
+    for a case read from the database)."""
 
     record: str | None
-    line: int
+    line: int | None
     error: str
 
 
@@ -141,13 +147,19 @@ class IngestReport:
             f"skipped {self.skipped}, failed {len(self.failed)}"
         ]
         lines += [f"  skipped {n}: {reason}" for reason, n in sorted(self.skips.items())]
-        lines += [f"  failed line {f.line} ({f.record or '?'}): {f.error}" for f in self.failed]
+        lines += [
+            f"  failed {f'line {f.line} ' if f.line is not None else ''}({f.record or '?'}): {f.error}"
+            for f in self.failed
+        ]
         return "\n".join(lines)
 
 
 def record_hash(record: CaseRecord) -> str:
-    """A stable digest of a record's content (tells a re-run whether the record changed)."""
-    data = json.dumps(asdict(record), sort_keys=True, default=str, ensure_ascii=False)
+    """A stable digest of a record's content (tells a re-run whether the record changed); ``db_case_id`` says
+    where the record came from, not what it holds, and is left out (file records keep their digests)."""
+    content = asdict(record)
+    del content["db_case_id"]
+    data = json.dumps(content, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
@@ -188,7 +200,11 @@ class Draft:
 
 
 class Pipeline:
-    """Runs the steps for a stream of records against one database and one ``IndexSync``."""
+    """Runs the steps for a stream of records against one database and one ``IndexSync``.
+
+    A draft gets the case's language and a machine-made variant in the other language: by ``translator`` when
+    given, else by the dictionary gloss (``glosser``); ``other_language=False`` leaves the other language empty.
+    """
 
     def __init__(
         self,
@@ -197,6 +213,7 @@ class Pipeline:
         glosser: Glosser,
         *,
         translator: Translator | None = None,
+        other_language: bool = True,
         dup_rule: DupRule = DupRule(),
         save_every: int = 100,
         on_step: StepHook | None = None,
@@ -208,6 +225,7 @@ class Pipeline:
         self.sync = sync
         self.glosser = glosser
         self.translator = translator
+        self.other_language = other_language
         self.dup_rule = dup_rule
         self.save_every = save_every
         self.on_step = on_step
@@ -279,14 +297,16 @@ class Pipeline:
         sections = extract_sections(record)
         lang = record.lang or "en"
         source: kb_articles.Lang = "en" if lang == "en" else "zh"
+        native = kb_articles.Variant(title, sections.symptom, sections.environment, sections.cause, sections.resolution)
+        query = f"{title}\n{sections.symptom}"
+        if not self.other_language:
+            return Draft({source: native}, sections, query)
         other = other_language_variant(sections, lang, self.glosser, translator=self.translator)
         title_other = other_language_variant(
             Sections(title, "", "", ""), lang, self.glosser, translator=self.translator
         ).sections.symptom
         variants = {
-            source: kb_articles.Variant(
-                title, sections.symptom, sections.environment, sections.cause, sections.resolution
-            ),
+            source: native,
             other.lang: kb_articles.Variant(
                 title_other,
                 other.sections.symptom,
@@ -296,7 +316,7 @@ class Pipeline:
                 machine_translated=True,
             ),
         }
-        return Draft(variants, sections, f"{title}\n{sections.symptom}")
+        return Draft(variants, sections, query)
 
     def _duplicate(self, query: str) -> tuple[str, float] | None:
         return near_duplicate(self.sync.engine, query, self.dup_rule)
@@ -311,27 +331,12 @@ class Pipeline:
         digest: str,
     ) -> tuple[Outcome, str | None, str]:
         created_at = record.created_at or utcnow()
-        org = org_by_name(session, record.customer_org or "(unknown organisation)")
-        case = import_case(
-            session,
-            external_id=record.case_id,
-            org_id=org.id,
-            contact_name=record.contact_name,
-            contact_email=record.contact_email,
-            channel=Channel(record.channel or "web"),
-            product=record.product,
-            version=record.version,
-            subject=record.subject,
-            description=record.description,
-            resolution=record.resolution,
-            lang=record.lang or "en",
-            priority=Priority((record.priority or "P3").lower()),
-            state=state,
-            opened_at=created_at,
-            resolved_at=record.resolved_at,
-            events=[_event(e, created_at) for e in record.timeline],
-            meta=dict(record.meta),
-        )
+        if record.db_case_id is not None:  # read from the database: attach to that case, never make a second one
+            case = session.get(Case, record.db_case_id)
+            if case is None:
+                raise ValueError(f"case {record.db_case_id} is no longer in the database")
+        else:
+            case = _import_case(session, record, state, created_at)
         at = record.resolved_at or created_at
         codes = list(draft.sections.error_codes)
         outcome: Outcome
@@ -404,6 +409,75 @@ class Pipeline:
                 changed = 0
         self.sync.catch_up()
         return report
+
+
+def _import_case(session: Session, record: CaseRecord, state: CaseState, created_at: datetime) -> Case:
+    """The case of a file record, with its timeline, as the export had it."""
+    org = org_by_name(session, record.customer_org or "(unknown organisation)")
+    return import_case(
+        session,
+        external_id=record.case_id,
+        org_id=org.id,
+        contact_name=record.contact_name,
+        contact_email=record.contact_email,
+        channel=Channel(record.channel or "web"),
+        product=record.product,
+        version=record.version,
+        subject=record.subject,
+        description=record.description,
+        resolution=record.resolution,
+        lang=record.lang or "en",
+        priority=Priority((record.priority or "P3").lower()),
+        state=state,
+        opened_at=created_at,
+        resolved_at=record.resolved_at,
+        events=[_event(e, created_at) for e in record.timeline],
+        meta=dict(record.meta),
+    )
+
+
+# ---- cases already in the database ------------------------------------------------------------------------------
+def stored_case_ids(
+    session_factory: sessionmaker[Session], *, states: Sequence[str] = STORED_STATES, since: datetime | None = None
+) -> list[int]:
+    """Ids of the database's cases in ``states`` (of ``STORED_STATES``), oldest resolution first; with ``since``
+    (timezone-aware) only those resolved at or after it (closed, for a case closed without a resolved time).
+    Raises ``ValueError`` for another state or a naive ``since``."""
+    bad = [state for state in states if state not in STORED_STATES]
+    if bad or not states:
+        raise ValueError(f"states must be among {', '.join(STORED_STATES)}, got {', '.join(bad) or 'none'}")
+    if since is not None and since.utcoffset() is None:
+        raise ValueError(f"since {since.isoformat()} has no timezone")
+    stmt = select(Case.id).where(Case.state.in_([CaseState(state) for state in states]))
+    if since is not None:
+        stmt = stmt.where(or_(Case.resolved_at >= since, and_(Case.resolved_at.is_(None), Case.closed_at >= since)))
+    with session_factory() as session:
+        return list(session.scalars(stmt.order_by(Case.resolved_at, Case.closed_at, Case.id)))
+
+
+def read_stored_cases(session_factory: sessionmaker[Session], case_ids: Iterable[int]) -> Iterator[SourceItem]:
+    """``SourceItem(None, record)`` for each case of ``case_ids`` (``stored_case_ids``), read in its own short
+    session so that no read stays open while the pipeline writes; a case that is gone or cannot make a valid
+    record is a ``RecordError``."""
+    for case_id in case_ids:
+        with session_factory() as session:
+            item = _stored_item(session, case_id)
+        yield item  # outside the session: the pipeline writes while this item is handled
+
+
+def _stored_item(session: Session, case_id: int) -> SourceItem:
+    case = session.get(Case, case_id)
+    if case is None:
+        return SourceItem(None, RecordError(f"db:{case_id}", None, "the case is no longer in the database"))
+    org = session.get(Org, case.org_id)
+    stmt = select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.at, CaseEvent.id)
+    events = list(session.scalars(stmt))
+    author_ids = {e.author_id for e in events if e.author_id is not None}
+    authors = {uid: name for uid, name in session.execute(select(User.id, User.name).where(User.id.in_(author_ids)))}
+    try:
+        return SourceItem(None, stored_case_record(case, org.name if org is not None else "", events, authors))
+    except ValueError as exc:
+        return SourceItem(None, RecordError(case.external_id or f"db:{case_id}", None, str(exc)))
 
 
 def _is_ingest_draft(session: Session, article: Article) -> bool:

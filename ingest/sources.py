@@ -1,4 +1,4 @@
-"""Read resolved support cases from JSONL or CSV exports into ``CaseRecord`` values.
+"""Read resolved support cases from JSONL or CSV exports, or from our own database, into ``CaseRecord`` values.
 
 A reader yields one ``SourceItem(line, item)`` per record, where ``item`` is a ``CaseRecord`` or a
 ``RecordError``: a malformed record (bad JSON, a missing required field, a bad priority, an unparseable
@@ -13,6 +13,10 @@ The input keys follow the issue's case format (``id``, ``org``, ``contact``, ``e
 ``text`` and the kinds ``note_internal`` / ``note_public`` / ``state_change``) are still read. Unknown
 top-level keys (and unmapped CSV columns) are kept in ``CaseRecord.meta``. The formats and the CSV column
 mapping are documented in ``docs/ingest-formats.md``.
+
+``stored_case_record`` turns a case already in the database (``kb.models.Case`` with its ``CaseEvent``
+timeline, loaded by ``ingest.pipeline.read_stored_cases``) into the same ``CaseRecord``, with ``db_case_id`` set,
+so the pipeline attaches the draft to that case instead of creating one; such an item's ``line`` is None.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO, Final, Literal, NamedTuple, NoReturn, cast, get_args
+from typing import TYPE_CHECKING, BinaryIO, Final, Literal, NamedTuple, NoReturn, cast, get_args
 
 from kb.errors import IngestError
 from kb.text import detect_lang
+
+if TYPE_CHECKING:  # only the rows' types: this module never touches the database
+    from kb.models import Case, CaseEvent
 
 Lang = Literal["zh", "en", "mixed"]
 Channel = Literal["phone", "email", "web", "chat"]
@@ -104,7 +111,9 @@ class CaseRecord:
     read-only copy. Construction validates: case_id/subject/description non-empty, priority/channel/lang
     values, timezone-aware times, JSON-serialisable meta; it raises ``ValueError`` naming the field.
     ``created_at`` is required by the readers (a record without it is a ``RecordError``); only direct
-    construction may leave it None.
+    construction may leave it None. ``db_case_id`` is set only by ``read_stored_cases``: the id of the
+    ``kb.models.Case`` the record was read from (the pipeline links the draft to it and creates no case); it is
+    not part of the record's content (no file key sets it, ``record_hash`` leaves it out).
     """
 
     case_id: str
@@ -124,6 +133,7 @@ class CaseRecord:
     timeline: tuple[TimelineEntry, ...] = ()
     lang: Lang | None = None
     meta: Mapping[str, object] = dataclasses.field(default_factory=FrozenMeta, hash=False)
+    db_case_id: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("case_id", "subject", "description"):
@@ -148,25 +158,27 @@ class CaseRecord:
 
 @dataclass(frozen=True, slots=True)
 class RecordError:
-    """A record that could not be read: ``record`` is its case id when that much was readable."""
+    """A record that could not be read: ``record`` is its case id when that much was readable; ``line`` is None
+    for a database record."""
 
     record: str | None
-    line: int
+    line: int | None
     reason: str
 
 
 class SourceItem(NamedTuple):
-    """``(line, CaseRecord)`` or ``(line, RecordError)``; ``line`` is where the record starts (1-based)."""
+    """``(line, CaseRecord)`` or ``(line, RecordError)``; ``line`` is where the record starts (1-based), None
+    for a case read from the database."""
 
-    line: int
+    line: int | None
     item: CaseRecord | RecordError
 
 
 ColumnMapping = Mapping[str, Sequence[str]]
 """CaseRecord field -> the CSV header names accepted for it (matched case-insensitively)."""
 
-FIELDS: Final = tuple(name for name in CaseRecord.__dataclass_fields__ if name != "meta")
-"""The fields a source sets by name (``meta`` is what is left over)."""
+FIELDS: Final = tuple(name for name in CaseRecord.__dataclass_fields__ if name not in ("meta", "db_case_id"))
+"""The fields a source sets by name (``meta`` is what is left over; ``db_case_id`` is never read from a file)."""
 REQUIRED: Final = ("case_id", "subject", "description", "created_at")
 KEYS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
     **{name: (name,) for name in FIELDS},
@@ -238,6 +250,7 @@ def _parse(data: Mapping[str, object], meta: Mapping[str, object], default_tz: t
         timeline=entries,
         lang=cast(Lang, lang) if lang else None,
         meta=meta,
+        db_case_id=None,  # files never set it (and naming it keeps the text fields' ** apart from it for mypy)
         **{name: _text(*got[name]) for name in _TEXT_FIELDS},
     )
 
@@ -505,3 +518,53 @@ class _Lines:
             except UnicodeDecodeError:
                 self.bad.add(number)
                 yield line.decode("utf-8", errors="replace")
+
+
+# ---- the database -----------------------------------------------------------------------------
+STORED_STATES: Final = ("resolved", "closed")
+"""The case states ``ingest.pipeline.stored_case_ids`` may select (the pipeline drafts articles from these only)."""
+_STORED_KINDS: Final[Mapping[str, EntryKind]] = MappingProxyType({
+    "call": "call", "email": "email", "note_internal": "note", "note_public": "note", "state_change": "state",
+    "escalation": "escalation",
+})  # fmt: skip
+"""``kb.models.EventKind`` value -> timeline kind; ``link`` entries (links to articles) are not case content."""
+
+
+def stored_case_record(
+    case: Case, org_name: str, events: Sequence[CaseEvent], authors: Mapping[int, str]
+) -> CaseRecord:
+    """The ``CaseRecord`` of a database case: ``case_id`` is its ``external_id``, or ``db:<id>`` when it has none;
+    ``resolution`` is the case's, or else the text of its last move to resolved (a case worked in this system
+    records its fix there); an empty description falls back to the subject, as the case's first timeline entry
+    does. Raises ``ValueError`` as ``CaseRecord`` does."""
+    entries: list[TimelineEntry] = []
+    resolving_note = ""
+    for event in events:
+        kind = _STORED_KINDS.get(str(event.kind))
+        if kind is None:
+            continue
+        author = authors.get(event.author_id, "") if event.author_id is not None else ""
+        visibility: Visibility = "internal" if event.internal else "customer"
+        entries.append(TimelineEntry(kind, author, event.at, event.text, visibility))
+        if kind == "state" and str(event.to_state) == "resolved" and event.text.strip():
+            resolving_note = event.text.strip()
+    return CaseRecord(
+        case_id=case.external_id or f"db:{case.id}",
+        subject=case.subject,
+        description=case.description if case.description.strip() else case.subject,
+        resolution=case.resolution.strip() or resolving_note,
+        product=case.product,
+        version=case.version,
+        customer_org=org_name,
+        contact_name=case.contact_name,
+        contact_email=case.contact_email,
+        channel=cast(Channel, str(case.channel)),
+        priority=cast(Priority, str(case.priority).upper()),
+        state=str(case.state),
+        created_at=case.opened_at,
+        resolved_at=case.resolved_at or case.closed_at,
+        timeline=tuple(entries),
+        lang=cast(Lang, case.lang) if case.lang in get_args(Lang) else None,
+        meta=dict(case.meta or {}),
+        db_case_id=case.id,
+    )
