@@ -1,10 +1,12 @@
 """Every router of the API, mounted under /api/v1 by ``api.main.create_app``."""
 
-from api.routes import auth, health, search, suggest
+from api.routes import auth, cases, health, search, suggest, webhooks
 
 ROUTERS = [
     health.router,
     auth.router,
+    cases.router,
     search.router,
     suggest.router,
+    webhooks.router,
 ]
