@@ -212,6 +212,8 @@ def _out(session: Session, principal: Principal, case: Case) -> CaseOut:
 
 @router.post("", status_code=201, response_model=CaseOut, summary="Open a case")
 def create_case_route(body: CaseCreate, principal: PrincipalDep, unit: UnitDep) -> CaseOut:
+    if not body.subject.strip() or not body.product.strip():
+        raise ValueError("subject and product may not be blank")
     if principal.is_staff:
         if body.org_id is None:
             raise ValueError("org_id is required when support staff open a case")

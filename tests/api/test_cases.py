@@ -68,6 +68,8 @@ def test_customer_opens_case_for_own_org_only(env: Env) -> None:
         assert r.status_code == 422, field
     r = env.client.post(API, json={"subject": "x", "product": "VPN", "priority": "p2"}, headers=env.headers("engineer"))
     assert r.status_code == 422 and "org_id" in r.json()["detail"]
+    blank = {"subject": "   ", "product": "VPN", "priority": "p2"}
+    assert env.client.post(API, json=blank, headers=env.headers("customer")).status_code == 422
 
 
 def test_engineer_sees_new_case_in_queue(env: Env) -> None:
@@ -244,6 +246,11 @@ def test_suggestions_find_article_and_similar_resolved_case(env: Env) -> None:
     assert "KB-WINC-0002" in [a["article_id"] for a in body["articles"]] and body["lang"] == "en"
     case_ids = [c["case_id"] for c in body["cases"]]
     assert solved["id"] in case_ids and case["id"] not in case_ids
+    done = env.client.get(API, params={"state": "resolved", "limit": 100}, headers=env.headers("engineer")).json()
+    assert {c["state"] for c in done["items"]} == {"resolved"} and solved["id"] in [c["id"] for c in done["items"]]
+    assert [c["sla"]["state"] for c in done["items"] if c["id"] == solved["id"]] == ["met"]
+    open_queue = env.client.get(API, params={"limit": 100}, headers=env.headers("engineer")).json()
+    assert solved["id"] not in [c["id"] for c in open_queue["items"]]  # the default queue: open cases
     own = env.client.get(f"{API}/{solved['id']}/suggestions", headers=env.headers("engineer")).json()
     assert solved["id"] not in [c["case_id"] for c in own["cases"]]
     assert env.client.get(f"{API}/{case['id']}/suggestions", headers=env.headers("customer")).status_code == 403
