@@ -1,10 +1,11 @@
 """Every router of the API, mounted under /api/v1 by ``api.main.create_app``."""
 
-from api.routes import auth, cases, health, search, suggest, webhooks
+from api.routes import articles, auth, cases, health, search, suggest, webhooks
 
 ROUTERS = [
     health.router,
     auth.router,
+    articles.router,
     cases.router,
     search.router,
     suggest.router,
