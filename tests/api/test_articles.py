@@ -309,3 +309,81 @@ def test_articles_webhook_deliveries_for_created_published_archived(env: Env) ->
     finally:
         with factory.begin() as session:
             session.get_one(Webhook, hook_id).active = False
+
+
+def test_articles_metadata_edit_and_unicode_product_filter(env: Env) -> None:
+    art = create(env, unique_word())
+    aid = art["article_id"]
+    r = env.client.patch(
+        f"{API}/articles/{aid}",
+        json={"expected_version": art["version_id"], "products": ["打印机_100%"], "error_codes": ["0x0000011B"]},
+        headers=env.headers("author"),
+    )
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["products"] == ["打印机_100%"] and out["error_codes"] == ["0x0000011B"]
+    assert out["version"] == 1 and out["version_id"] > art["version_id"]  # metadata lives on the article row
+    h = env.headers("author")
+    hits = env.client.get(f"{API}/articles", params={"product": "打印机_100%"}, headers=h).json()
+    assert [i["article_id"] for i in hits["items"]] == [aid] and hits["total"] == 1
+    assert env.client.get(f"{API}/articles", params={"product": "打印机"}, headers=h).json()["total"] == 0
+    assert env.client.get(f"{API}/articles", params={"product": "打印机_1"}, headers=h).json()["total"] == 0
+
+
+def test_articles_translation_rules(env: Env) -> None:
+    h = env.headers("author")
+    only_zh = {k: v for k, v in draft_body(unique_word()).items() if k != "en"}
+    art = env.client.post(f"{API}/articles", json=only_zh, headers=h).json()
+    assert art["en"] is None and art["stale"] == {"zh": False, "en": False}
+    no_source = env.client.put(
+        f"{API}/articles/{art['article_id']}/translations/zh",
+        json={"expected_version": art["version_id"], "variant": {"title": "x"}},
+        headers=h,
+    )
+    assert no_source.status_code == 422 and "no en content" in no_source.json()["detail"]
+    added = env.client.put(
+        f"{API}/articles/{art['article_id']}/translations/en",
+        json={"expected_version": art["version_id"], "variant": {"title": "Printer offline", "resolution": "Restart"}},
+        headers=h,
+    )
+    assert added.status_code == 200, added.text
+    assert added.json()["en"]["title"] == "Printer offline" and added.json()["version"] == 2
+
+    # a lone zh edit makes en stale; confirming the unchanged en text as current clears it with a new version
+    cur = added.json()
+    zh = dict(cur["zh"], resolution="重启服务。")
+    edited = env.client.patch(
+        f"{API}/articles/{art['article_id']}", json={"expected_version": cur["version_id"], "zh": zh}, headers=h
+    ).json()
+    assert edited["stale"]["en"] is True
+    confirmed = env.client.put(
+        f"{API}/articles/{art['article_id']}/translations/en",
+        json={"expected_version": edited["version_id"], "variant": edited["en"]},
+        headers=h,
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["version"] == 4 and confirmed.json()["stale"] == {"zh": False, "en": False}
+    again = env.client.put(
+        f"{API}/articles/{art['article_id']}/translations/en",
+        json={"expected_version": confirmed.json()["version_id"], "variant": edited["en"]},
+        headers=h,
+    )
+    assert again.status_code == 422
+    assert (
+        env.client.put(
+            f"{API}/articles/{art['article_id']}/translations/fr",
+            json={"expected_version": 1, "variant": {"title": "x"}},
+            headers=h,
+        ).status_code
+        == 422
+    )
+
+
+def test_articles_partner_sees_partner_audience_not_drafts(env: Env) -> None:
+    aid = create(env, unique_word())["article_id"]
+    assert get(env, aid, "partner").status_code == 404
+    assert transition(env, aid, "author", audience="partner").status_code == 200
+    assert get(env, aid, "partner").status_code == 404  # still wip: partners never see work in progress
+    assert transition(env, aid, "author", confidence="not_validated").status_code == 200
+    assert get(env, aid, "partner").json()["audience"] == "partner"
+    assert get(env, aid, "customer").status_code == 404
