@@ -126,9 +126,12 @@ def render_metrics(app: FastAPI) -> bytes:
 
 
 def _route_template(scope: Scope) -> str:
-    # FastAPI >= 0.16x keeps the prefixed template of an included router's route in "effective_route_context"
-    # (scope["route"] then holds the router-relative path); older versions put the full template on the route.
-    for holder in (scope.get("effective_route_context"), scope.get("route")):
+    # Recent FastAPI keeps the prefixed template of an included router's route in scope["fastapi"]
+    # ["effective_route_context"] (scope["route"] then holds the router-relative path); older versions put the
+    # full template on scope["route"].
+    fastapi_scope = scope.get("fastapi")
+    context = fastapi_scope.get("effective_route_context") if isinstance(fastapi_scope, dict) else None
+    for holder in (context, scope.get("route")):
         path = getattr(holder, "path_format", None)
         if path:
             return str(path)
