@@ -458,6 +458,7 @@ function pageConsoleCase() {
   const reload = async () => {
     try {
       current = await loadCase(id, true);
+      $("#resolution-form").resolution.value = current.resolution || "";
       $("#case-sla").replaceWith(Object.assign(slaBadge(current.sla), { id: "case-sla" }));
       transitionButtons($("#transitions"), current, reload);
     } catch (err) {
@@ -466,6 +467,16 @@ function pageConsoleCase() {
     }
   };
   noteForm(id, true, reload);
+  $("#resolution-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("PATCH", "/cases/" + id, { expected_version: current.version_id, resolution: ev.target.resolution.value.trim() });
+      await reload();
+      $("#resolution-saved").hidden = false;
+    } catch (err) {
+      fail(err);
+    }
+  });
   $("#escalate-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const form = ev.target;
