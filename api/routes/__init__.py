@@ -1,6 +1,6 @@
 """Every router of the API, mounted under /api/v1 by ``api.main.create_app``."""
 
-from api.routes import articles, auth, cases, health, search, suggest, webhooks
+from api.routes import analytics, articles, auth, cases, health, search, suggest, webhooks
 
 ROUTERS = [
     health.router,
@@ -10,4 +10,5 @@ ROUTERS = [
     search.router,
     suggest.router,
     webhooks.router,
+    analytics.router,
 ]
