@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from typing import Annotated, Final, Generic, TypeVar
 
-from fastapi import Query
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_PAGE_SIZE: Final = 100
 MAX_QUERY_CHARS: Final = 1_000
 MAX_K: Final = 50
+
+MAX_ID: Final = 2**31 - 1
+"""Ids and versions above this are refused with 422 (SQLite and PostgreSQL integers stop at 2**63 / 2**31)."""
 
 T = TypeVar("T")
 
@@ -29,6 +32,7 @@ class Page(BaseModel, Generic[T]):
     limit: int
 
 
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 Offset = Annotated[int, Query(ge=0, le=100_000, description="rows to skip")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"page size (at most {MAX_PAGE_SIZE})")]
 K = Annotated[int, Query(ge=1, le=MAX_K, description=f"results (at most {MAX_K})")]

@@ -18,7 +18,7 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from api.deps import EditorDep, PrincipalDep, ReadDB, UnitDep
-from api.schemas import Limit, Offset, Page, StrictIn
+from api.schemas import MAX_ID, Limit, Offset, Page, StrictIn
 from kb.access import Principal, article_clause
 from kb.articles import (
     Lang,
@@ -105,7 +105,7 @@ class ArticleCreate(StrictIn):
 
 
 class ArticleUpdate(StrictIn):
-    expected_version: int = Field(ge=1, description="the article's version_id as last read")
+    expected_version: int = Field(ge=1, le=MAX_ID, description="the article's version_id as last read")
     zh: VariantIn | None = None
     en: VariantIn | None = None
     keywords: list[Tag] | None = Field(default=None, max_length=50)
@@ -114,14 +114,14 @@ class ArticleUpdate(StrictIn):
 
 
 class TransitionIn(StrictIn):
-    expected_version: int = Field(ge=1)
+    expected_version: int = Field(ge=1, le=MAX_ID)
     confidence: Confidence | None = None
     audience: Audience | None = None
     governance: Governance | None = None
 
 
 class TranslationIn(StrictIn):
-    expected_version: int = Field(ge=1)
+    expected_version: int = Field(ge=1, le=MAX_ID)
     variant: VariantIn
 
 
@@ -325,7 +325,7 @@ def versions_route(article_id: ArticleId, principal: PrincipalDep, session: Read
 
 @router.get("/{article_id}/versions/{version}", response_model=ArticleOut, summary="One version of the article")
 def version_route(
-    article_id: ArticleId, version: Annotated[int, Path(ge=1)], principal: PrincipalDep, session: ReadDB
+    article_id: ArticleId, version: Annotated[int, Path(ge=1, le=MAX_ID)], principal: PrincipalDep, session: ReadDB
 ) -> ArticleOut:
     article = _readable(session, principal, article_id)
     return _article_out(session, principal, article, get_article_version(session, article_id, version))
@@ -336,8 +336,8 @@ def diff_route(
     article_id: ArticleId,
     principal: PrincipalDep,
     session: ReadDB,
-    from_: Annotated[int | None, Query(alias="from", ge=1, description="default: to - 1")] = None,
-    to: Annotated[int | None, Query(ge=1, description="default: the current version")] = None,
+    from_: Annotated[int | None, Query(alias="from", ge=1, le=MAX_ID, description="default: to - 1")] = None,
+    to: Annotated[int | None, Query(ge=1, le=MAX_ID, description="default: the current version")] = None,
 ) -> DiffOut:
     article = _readable(session, principal, article_id)
     to = to or article.current_version

@@ -47,7 +47,7 @@ class UserCreate(StrictIn):
 
 
 class ApiKeyCreate(StrictIn):
-    user_id: int = Field(ge=1)
+    user_id: int = Field(ge=1, le=2**31 - 1)
     name: str = Field(min_length=1, max_length=100)
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import EDITORS, LiveDep, PrincipalDep, ReadDB, StaffDep, UnitDep, require
 from api.routes.search import ArticleHitOut, CaseHitOut
-from api.schemas import MAX_QUERY_CHARS, Limit, Offset, Page, StrictIn
+from api.schemas import MAX_ID, MAX_QUERY_CHARS, IdPath, Limit, Offset, Page, StrictIn
 from ingest.clean import clean_case_text, record_names
 from ingest.extract import Glosser, Sections, extract_sections, other_language_variant
 from ingest.sources import stored_case_record
@@ -45,11 +45,13 @@ class CaseCreate(StrictIn):
     severity: int = Field(default=3, ge=1, le=4)
     contact_name: str | None = Field(default=None, max_length=200)
     contact_email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-    org_id: int | None = Field(default=None, ge=1, description="staff only; a customer's case is their org's")
+    org_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="staff only; a customer's case is their org's"
+    )
 
 
 class CaseUpdate(StrictIn):
-    expected_version: int = Field(ge=1)
+    expected_version: int = Field(ge=1, le=MAX_ID)
     priority: Priority | None = None
     severity: int | None = Field(default=None, ge=1, le=4)
     product: str | None = Field(default=None, min_length=1, max_length=200)
@@ -61,7 +63,7 @@ class CaseUpdate(StrictIn):
 class TransitionIn(StrictIn):
     to: CaseState
     note: str = Field(default="", max_length=MAX_TEXT)
-    expected_version: int = Field(ge=1)
+    expected_version: int = Field(ge=1, le=MAX_ID)
 
 
 class EventIn(StrictIn):
@@ -71,15 +73,15 @@ class EventIn(StrictIn):
 
 
 class AssignIn(StrictIn):
-    assignee_id: int = Field(ge=1)
+    assignee_id: int = Field(ge=1, le=MAX_ID)
     group_name: str | None = Field(default=None, max_length=100)
-    expected_version: int = Field(ge=1)
+    expected_version: int = Field(ge=1, le=MAX_ID)
 
 
 class EscalateIn(StrictIn):
     level: EscalationLevel
     note: str = Field(min_length=1, max_length=MAX_TEXT)
-    expected_version: int = Field(ge=1)
+    expected_version: int = Field(ge=1, le=MAX_ID)
 
 
 class LinkIn(StrictIn):
@@ -269,12 +271,12 @@ def list_cases_route(
 
 
 @router.get("/{case_id}", response_model=CaseOut, summary="One case")
-def get_case_route(case_id: int, principal: PrincipalDep, session: ReadDB) -> CaseOut:
+def get_case_route(case_id: IdPath, principal: PrincipalDep, session: ReadDB) -> CaseOut:
     return _out(session, principal, casework.visible_case(session, principal, case_id))
 
 
 @router.patch("/{case_id}", response_model=CaseOut, summary="Edit a case's fields (staff)")
-def update_case_route(case_id: int, body: CaseUpdate, principal: StaffDep, unit: UnitDep) -> CaseOut:
+def update_case_route(case_id: IdPath, body: CaseUpdate, principal: StaffDep, unit: UnitDep) -> CaseOut:
     changes = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"expected_version"})
     with unit.transaction() as session:
         case = casework.update_case(session, principal, case_id, changes, expected_version=body.expected_version)
@@ -282,7 +284,7 @@ def update_case_route(case_id: int, body: CaseUpdate, principal: StaffDep, unit:
 
 
 @router.post("/{case_id}/transitions", response_model=CaseOut, summary="Move a case to another state")
-def transition_route(case_id: int, body: TransitionIn, principal: PrincipalDep, unit: UnitDep) -> CaseOut:
+def transition_route(case_id: IdPath, body: TransitionIn, principal: PrincipalDep, unit: UnitDep) -> CaseOut:
     with unit.transaction() as session:
         case = casework.move_case(
             session, principal, case_id, body.to, expected_version=body.expected_version, note=body.note
@@ -305,7 +307,7 @@ def _event_out(event: CaseEvent, author_name: str | None) -> EventOut:
 
 
 @router.get("/{case_id}/timeline", response_model=list[EventOut], summary="The case's timeline")
-def timeline_route(case_id: int, principal: PrincipalDep, session: ReadDB) -> list[EventOut]:
+def timeline_route(case_id: IdPath, principal: PrincipalDep, session: ReadDB) -> list[EventOut]:
     casework.visible_case(session, principal, case_id)
     stmt = (
         select(CaseEvent, User.name)
@@ -317,7 +319,7 @@ def timeline_route(case_id: int, principal: PrincipalDep, session: ReadDB) -> li
 
 
 @router.post("/{case_id}/events", status_code=201, response_model=EventOut, summary="Add a call, e-mail or note")
-def add_event_route(case_id: int, body: EventIn, principal: PrincipalDep, unit: UnitDep) -> EventOut:
+def add_event_route(case_id: IdPath, body: EventIn, principal: PrincipalDep, unit: UnitDep) -> EventOut:
     if body.kind == "note":
         kind = EventKind.NOTE_INTERNAL if body.internal else EventKind.NOTE_PUBLIC
     else:
@@ -335,7 +337,7 @@ def add_event_route(case_id: int, body: EventIn, principal: PrincipalDep, unit: 
 
 
 @router.post("/{case_id}/assign", response_model=CaseOut, summary="Assign a case to an engineer (staff)")
-def assign_route(case_id: int, body: AssignIn, principal: StaffDep, unit: UnitDep) -> CaseOut:
+def assign_route(case_id: IdPath, body: AssignIn, principal: StaffDep, unit: UnitDep) -> CaseOut:
     with unit.transaction() as session:
         case = casework.assign_case(
             session,
@@ -349,7 +351,7 @@ def assign_route(case_id: int, body: AssignIn, principal: StaffDep, unit: UnitDe
 
 
 @router.post("/{case_id}/escalate", response_model=CaseOut, summary="Raise a case's escalation level (staff)")
-def escalate_route(case_id: int, body: EscalateIn, principal: StaffDep, unit: UnitDep) -> CaseOut:
+def escalate_route(case_id: IdPath, body: EscalateIn, principal: StaffDep, unit: UnitDep) -> CaseOut:
     with unit.transaction() as session:
         case = casework.escalate(
             session, principal, case_id, body.level, expected_version=body.expected_version, note=body.note
@@ -358,13 +360,13 @@ def escalate_route(case_id: int, body: EscalateIn, principal: StaffDep, unit: Un
 
 
 @router.get("/{case_id}/sla", response_model=SlaOut, summary="The case's SLA position now")
-def sla_route(case_id: int, principal: PrincipalDep, session: ReadDB) -> SlaOut:
+def sla_route(case_id: IdPath, principal: PrincipalDep, session: ReadDB) -> SlaOut:
     case = casework.visible_case(session, principal, case_id)
     return SlaOut.of(casework.slas(session, [case], utcnow())[case.id])
 
 
 @router.get("/{case_id}/suggestions", response_model=SuggestionsOut, summary="Articles and similar solved cases")
-def suggestions_route(case_id: int, principal: StaffDep, session: ReadDB, live: LiveDep) -> SuggestionsOut:
+def suggestions_route(case_id: IdPath, principal: StaffDep, session: ReadDB, live: LiveDep) -> SuggestionsOut:
     case = casework.visible_case(session, principal, case_id)
     result = suggest(live, session, principal, case.subject, case.description, k=5, exclude_case=case.id)
     return SuggestionsOut(
@@ -380,7 +382,7 @@ def _title(version: ArticleVersion, lang: str) -> str:
 
 
 @router.get("/{case_id}/links", response_model=list[LinkOut], summary="Articles linked to the case")
-def links_route(case_id: int, principal: PrincipalDep, session: ReadDB) -> list[LinkOut]:
+def links_route(case_id: IdPath, principal: PrincipalDep, session: ReadDB) -> list[LinkOut]:
     case = casework.visible_case(session, principal, case_id)
     stmt = (
         select(CaseArticleLink, ArticleVersion)
@@ -406,7 +408,7 @@ def links_route(case_id: int, principal: PrincipalDep, session: ReadDB) -> list[
 
 
 @router.post("/{case_id}/links", status_code=201, response_model=LinkOut, summary="Link an article (staff)")
-def add_link_route(case_id: int, body: LinkIn, principal: StaffDep, unit: UnitDep) -> LinkOut:
+def add_link_route(case_id: IdPath, body: LinkIn, principal: StaffDep, unit: UnitDep) -> LinkOut:
     with unit.transaction() as session:
         case = casework.visible_case(session, principal, case_id)
         visible = select(Article.id).where(Article.id == body.article_id, article_clause(principal))
@@ -458,7 +460,7 @@ def draft_variants(
 @router.post(
     "/{case_id}/article-draft", status_code=201, response_model=DraftOut, summary="Draft an article from the case"
 )
-def article_draft_route(case_id: int, principal: DraftDep, unit: UnitDep, live: LiveDep) -> DraftOut:
+def article_draft_route(case_id: IdPath, principal: DraftDep, unit: UnitDep, live: LiveDep) -> DraftOut:
     glosser = live.sync.engine.analyzer
     with unit.transaction() as session:
         case = casework.visible_case(session, principal, case_id)

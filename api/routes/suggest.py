@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from api.deps import LiveDep, PrincipalDep, ReadDB, UnitDep
 from api.routes.search import ArticleHitOut, CaseHitOut, log_search
-from api.schemas import MAX_QUERY_CHARS, Message, StrictIn
+from api.schemas import MAX_ID, MAX_QUERY_CHARS, Message, StrictIn
 from kb.models import IntakeSession, utcnow
 from kb.retrieval import normalise_query, suggest
 
@@ -54,7 +54,7 @@ class IntakeEventIn(StrictIn):
     token: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="one per case form")
     event: Literal["shown", "article_opened", "abandoned", "case_opened"]
     article_id: str | None = Field(default=None, max_length=32)
-    case_id: int | None = Field(default=None, ge=1)
+    case_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 @router.post("/intake/events", response_model=Message, summary="Record what a case form did (deflection analytics)")
