@@ -139,3 +139,79 @@ def test_case_form_shows_suggestions_and_records_an_abandoned_form(
         ).all()
     assert len(rows) == 1
     assert rows[0].suggested >= 1 and rows[0].abandoned and rows[0].case_id is None
+
+
+def _token(client: httpx.Client, who: str) -> dict[str, str]:
+    r = client.post("/api/v1/auth/token", json={"email": f"{who}@test.example", "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def test_pages_render_api_text_as_text_and_the_console_escalates(
+    site: Site, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    evil = '<img src=x onerror="window.__xss=1">报错'
+    with httpx.Client(base_url=site.base) as client:
+        r = client.post(
+            "/api/v1/cases",
+            json={"subject": evil, "description": evil, "product": "windows-client", "priority": "p2"},
+            headers=_token(client, "customer"),
+        )
+        assert r.status_code == 201, r.text
+        case_id = r.json()["id"]
+    customer = new_page(browser, contexts)
+    login(customer, site, "customer", expect_path="/")
+    customer.goto(site.url(f"/cases/{case_id}"))
+    expect(customer.locator("#case-subject")).to_have_text(evil)
+    expect(customer.locator("#case-description")).to_have_text(evil)
+    assert customer.evaluate("window.__xss") is None
+
+    engineer = new_page(browser, contexts, locale="en-US")
+    login(engineer, site, "engineer", expect_path="/console")
+    engineer.goto(site.url(f"/console/cases/{case_id}"))
+    expect(engineer.locator("#case-subject")).to_have_text(evil)
+    expect(engineer.locator("#case-meta")).to_contain_text("l1")
+    engineer.click("#transitions button[data-to=triaged]")
+    expect(engineer.locator("#case-state")).to_have_text("Triaged")
+    engineer.select_option("#escalate-form select[name=level]", "l2")
+    engineer.fill("#escalate-form input[name=note]", "needs the network team")
+    engineer.click("#escalate-form button[type=submit]")
+    expect(engineer.locator("#case-meta")).to_contain_text("l2")
+    expect(engineer.locator("#timeline")).to_contain_text("needs the network team")
+    assert engineer.evaluate("window.__xss") is None
+    # the customer never sees the other org's case, on the page either
+    other = new_page(browser, contexts)
+    login(other, site, "other_customer", expect_path="/")
+    other.goto(site.url(f"/cases/{case_id}"))
+    expect(other.locator("#case-subject")).to_have_text("未找到。")
+
+
+def test_editor_flags_a_stale_translation(site: Site, browser: Browser, contexts: list[BrowserContext]) -> None:
+    with httpx.Client(base_url=site.base) as client:
+        auth = _token(client, "author")
+        r = client.post(
+            "/api/v1/articles",
+            json={"zh": {"title": "VPN 连接后无法上网"}, "en": {"title": "No internet after VPN connects"}},
+            headers=auth,
+        )
+        assert r.status_code == 201, r.text
+        article = r.json()
+        assert article["stale"] == {"zh": False, "en": False}
+    page = new_page(browser, contexts)
+    login(page, site, "author", expect_path="/author")
+    expect(page.locator(f"#list-wip tr[data-article-id='{article['article_id']}']")).to_be_visible()
+    page.goto(site.url(f"/author/articles/{article['article_id']}"))
+    expect(page.locator("input[name='en.title']")).to_have_value("No internet after VPN connects")
+    expect(page.locator("#stale-en")).to_be_hidden()
+    page.fill("textarea[name='zh.resolution']", "在 VPN 客户端里关闭“仅使用远程网关”。")
+    page.click("#save")
+    expect(page.locator("#stale-en")).to_be_visible()  # the English text no longer matches the edited Chinese
+    expect(page.locator("#stale-zh")).to_be_hidden()
+    expect(page.locator("#versions li")).to_have_count(2)
+
+
+def test_pages_stay_out_of_the_openapi_document(site: Site) -> None:
+    paths = httpx.get(site.url("/openapi.json"), timeout=10).json()["paths"]
+    assert "/api/v1/search" in paths
+    assert not [p for p in paths if not p.startswith("/api/v1") and p not in ("/health", "/ready", "/metrics")]
+    assert httpx.get(site.url("/static/app.js"), timeout=10).status_code == 200
