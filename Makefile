@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 QUERY ?= Outlook 无法连接 Exchange 0x800CCC0E
+PORT ?= 8000
+WORKERS ?= 2
 
-.PHONY: install run test lint eval bench clean
+.PHONY: install run load serve browser test lint eval bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,16 +21,27 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# Debian's chromium for the browser tests (Playwright drives it; never `playwright install`). Needs root or sudo.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
 # The main job: migrate the database, import the sample knowledge base, ingest the sample resolved cases into
 # knowledge drafts (near-duplicates linked or merged), and answer a query from the index derived from the database.
 # Re-running it imports and ingests nothing twice.
-run: install
+load: install
 	$(BIN)/kb db upgrade
 	HF_HUB_OFFLINE=1 $(BIN)/kb ingest articles data/samples/corpus.jsonl --confidence validated --audience public -q
 	HF_HUB_OFFLINE=1 $(BIN)/kb ingest cases data/samples/cases.jsonl -q
+	$(BIN)/kb users import data/samples/users.jsonl
 	HF_HUB_OFFLINE=1 $(BIN)/kb search "$(QUERY)"
 
-test: install
+# The main job: set up, load the samples, and serve the API and the portal on http://127.0.0.1:8000 (Ctrl-C stops).
+run: load
+	HF_HUB_OFFLINE=1 $(BIN)/kb serve --host 127.0.0.1 --port $(PORT) --workers $(WORKERS)
+
+test: install browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -22,7 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import observability, webhooks
+from api import observability, web, webhooks
 from api.main import create_app
 from kb.cli import settings_from_args
 from kb.cli_db import open_database
@@ -30,10 +30,12 @@ from kb.config import Settings
 
 
 def app_from_env() -> FastAPI:
-    """The app of one ``kb serve`` worker: settings from the environment, webhook sender, metrics and logs."""
+    """The app of one ``kb serve`` worker: settings from the environment, webhook sender, metrics and logs, and
+    the web portal."""
     app = create_app(Settings.from_env())
     webhooks.install(app)
     observability.install(app)
+    web.install(app)
     return app
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from api.deps import AdminDep, ReadDB, UnitDep
-from api.schemas import Limit, Message, Offset, Page, StrictIn
+from api.schemas import IdPath, Limit, Message, Offset, Page, StrictIn
 from kb.errors import NotFound
 from kb.models import Webhook, WebhookDelivery, utcnow
 from kb.webhooks import EVENTS
@@ -108,7 +108,7 @@ def list_webhooks(admin: AdminDep, session: ReadDB) -> list[WebhookOut]:
 
 
 @router.delete("/{webhook_id}", response_model=Message, summary="Unsubscribe; pending deliveries are dropped")
-def delete_webhook(webhook_id: int, admin: AdminDep, unit: UnitDep) -> Message:
+def delete_webhook(webhook_id: IdPath, admin: AdminDep, unit: UnitDep) -> Message:
     with unit.transaction() as session:
         hook = _active(session, webhook_id)
         hook.active = False
@@ -123,7 +123,7 @@ def delete_webhook(webhook_id: int, admin: AdminDep, unit: UnitDep) -> Message:
 
 @router.get("/{webhook_id}/deliveries", response_model=Page[DeliveryOut], summary="Delivery log, newest first")
 def list_deliveries(
-    webhook_id: int,
+    webhook_id: IdPath,
     admin: AdminDep,
     session: ReadDB,
     status: Literal["pending", "delivered", "failed"] | None = None,
