@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,9 +119,9 @@ def _free_socket() -> socket.socket:
     return sock
 
 
-@pytest.fixture(scope="session")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    tmp = tmp_path_factory.mktemp("browser")
+@contextmanager
+def serve_site(tmp: Path, embedder: Any) -> Iterator[Site]:
+    """The seeded app plus the portal on a real uvicorn server (127.0.0.1, a free port) until the block ends."""
     settings = Settings(
         index_dir=tmp / "index",
         database_url=f"sqlite:///{tmp / 'kb.db'}",
@@ -130,7 +131,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     )
     user_ids, org_ids = seed(settings)
     extra_seed(settings, user_ids, org_ids)
-    app = create_app(settings, embedder=HashEmbedder())
+    app = create_app(settings, embedder=embedder)
     install(app)
     sock = _free_socket()
     port = sock.getsockname()[1]
@@ -138,7 +139,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the server did not start")
@@ -152,6 +153,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         thread.join(timeout=30)
         sock.close()
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with serve_site(tmp_path_factory.mktemp("browser"), HashEmbedder()) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
