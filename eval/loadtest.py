@@ -324,7 +324,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Published articles only: every client may read them (ingested cases add internal drafts).
             published: dict[str, str | int] = {"confidence": "validated", "audience": "public", "limit": 100}
             listed = staff.http.get("/api/v1/articles", params=published).json()["items"]
-            cases = staff.http.get("/api/v1/cases", params={"limit": 100}).json()["items"]
+            # The staff queue lists open cases unless asked: the sample cases are resolved or closed.
+            by_state = httpx.QueryParams([("state", "resolved"), ("state", "closed"), ("limit", "100")])
+            cases = staff.http.get("/api/v1/cases", params=by_state).json()["items"]
+            if not cases:
+                raise SystemExit("loadtest: no case to read (GET /api/v1/cases?state=resolved&state=closed is empty)")
             workload = Workload(queries, [a["article_id"] for a in listed], [c["id"] for c in cases])
             warm = [
                 (kind, i / (3 * len(clients))) for i in range(len(clients)) for kind in ("search", "suggest", "read")
