@@ -215,3 +215,15 @@ def test_pages_stay_out_of_the_openapi_document(site: Site) -> None:
     assert "/api/v1/search" in paths
     assert not [p for p in paths if not p.startswith("/api/v1") and p not in ("/health", "/ready", "/metrics")]
     assert httpx.get(site.url("/static/app.js"), timeout=10).status_code == 200
+
+
+def test_language_switch_and_login_never_redirect_to_another_site(site: Site) -> None:
+    for target in ["//evil.example/x", "https://evil.example/", "/\\evil.example"]:
+        r = httpx.get(site.url("/lang/en"), params={"next": target}, timeout=10)
+        assert r.status_code == 303 and r.headers["location"] == "/", target
+        page = httpx.get(site.url("/login"), params={"next": target}, timeout=10).text
+        assert "evil.example" not in page
+    r = httpx.get(site.url("/lang/en"), params={"next": "/cases?x=1"}, timeout=10)
+    assert r.headers["location"] == "/cases?x=1" and "lang=en" in r.headers["set-cookie"]
+    r = httpx.get(site.url("/lang/fr"), params={"next": "/"}, timeout=10)
+    assert "set-cookie" not in r.headers
