@@ -76,8 +76,10 @@ def _sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 class _WriteTransactions(threading.local):
-    """(database file, DBAPI connection) of each write (IMMEDIATE) transaction this thread began; entries whose
-    transaction has ended are dropped at the next BEGIN (sqlite3 connections cannot be weakly referenced)."""
+    """(database file, DBAPI connection) of each write (IMMEDIATE) transaction this thread began. An entry goes
+    when its transaction commits or rolls back (``_end_write``), so a connection this thread used and returned
+    to the pool never counts against it once another thread has it; entries whose connection was closed or
+    invalidated are dropped at the next BEGIN (sqlite3 connections cannot be weakly referenced)."""
 
     def __init__(self) -> None:
         self.held: list[tuple[str, Any]] = []
@@ -103,6 +105,14 @@ def _refuse_second_writer(database: str, dbapi_connection: Any) -> None:
             "forever (SQLite has one writer). Finish the first, or read with make_session_factory(readonly=True)"
         )
     _writes.held.append((database, dbapi_connection))
+
+
+def _end_write(conn: Connection) -> None:
+    try:
+        driver = conn.connection.driver_connection
+    except Exception:  # noqa: BLE001 - an invalidated connection: nothing of ours to forget but stale entries
+        driver = None
+    _writes.held = [(db, c) for db, c in _writes.held if c is not driver]
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -131,6 +141,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "commit", _end_write)
+        event.listen(engine, "rollback", _end_write)
     return engine
 
 
