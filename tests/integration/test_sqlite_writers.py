@@ -33,19 +33,12 @@ def test_sqlite_writer_guard_forgets_committed_transactions(tmp_path: Path) -> N
     t = threading.Thread(target=other_thread)
     t.start()
     assert inside.wait(10)
-    done: list[int] = []
-
-    def write_again() -> None:  # blocks on SQLite's lock until the other thread commits, then succeeds
-        with factory.begin() as s:
-            s.execute(text("insert into t values (3)"))
-        done.append(1)
-
-    w = threading.Thread(target=write_again)
-    w.start()
-    release.set()
+    timer = threading.Timer(0.5, release.set)  # the other thread commits a little later
+    timer.start()
+    with factory.begin() as s:  # this thread again, on another connection: waits for SQLite's lock, then writes
+        s.execute(text("insert into t values (3)"))
     t.join(10)
-    w.join(30)
-    assert done == [1]
+    timer.join()
     with factory() as s:
         assert sorted(s.scalars(text("select x from t"))) == [1, 2, 3]
     engine.dispose()
