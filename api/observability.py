@@ -202,7 +202,11 @@ class AccessMiddleware:
 
 
 def install(app: FastAPI) -> None:
-    """Add ``GET /metrics`` (at the root, not under /api/v1: for the operator's scraper) and the access middleware."""
+    """Add ``GET /metrics`` (at the root, not under /api/v1: for the operator's scraper) and the access middleware.
+    Installing twice is a no-op (requests would otherwise be counted and logged twice)."""
+    if getattr(app.state, "observability_installed", False):
+        return
+    app.state.observability_installed = True
     histograms()
 
     def metrics(request: Request) -> Response:

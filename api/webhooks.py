@@ -227,7 +227,11 @@ class WebhookSender:
 
 def install(app: FastAPI, *, interval: float = 1.0, backoff_scale: float = 1.0) -> None:
     """Run a ``WebhookSender`` in every worker of ``app`` (started and stopped by the lifespan); it is also
-    woken after each request's commit. The running sender is ``app.state.webhook_sender``."""
+    woken after each request's commit. The running sender is ``app.state.webhook_sender``. Installing twice
+    is a no-op (``create_app`` and ``kb serve``'s factory may both call it)."""
+    if getattr(app.state, "webhooks_installed", False):
+        return
+    app.state.webhooks_installed = True
 
     def start(app: FastAPI) -> None:
         sender = WebhookSender(app.state.session_factory, interval=interval, backoff_scale=backoff_scale)

@@ -29,6 +29,7 @@ def oenv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     user_ids, org_ids = seed(settings, n_articles=N_ARTICLES)
     app = create_app(settings, embedder=None)
     observability.install(app)  # no webhook sender: queued deliveries stay pending
+    observability.install(app)  # a second install must not count or log requests twice
     with TestClient(app) as client:
         tokens = {}
         for who in ("engineer", "customer"):

@@ -89,6 +89,7 @@ def wenv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     user_ids, org_ids = seed(settings, n_articles=3)
     app = create_app(settings, embedder=None)
     webhooks.install(app, interval=0.05, backoff_scale=0.002)
+    webhooks.install(app)  # no second sender (each delivery would then be tried by two threads of one worker)
     with TestClient(app) as client:
         tokens = {}
         for who in ("admin", "engineer", "customer"):
