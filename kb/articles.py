@@ -203,14 +203,16 @@ def check_state(state: ArticleState) -> None:
         )
 
 
-def _locked_article(session: Session, article_id: str, expected_version: int) -> Article:
+def locked_article(session: Session, article_id: str, expected_version: int) -> Article:
+    """The article, or ``ConcurrentUpdate`` when its ``version_id`` is not ``expected_version``."""
     article = get_article(session, article_id)
     if article.version_id != expected_version:
         raise ConcurrentUpdate("article", article_id, expected_version, article.version_id)
     return article
 
 
-def _state(article: Article) -> ArticleState:
+def state_of(article: Article) -> ArticleState:
+    """The KCS state fields of ``article``."""
     return ArticleState(article.confidence, article.audience, article.governance)
 
 
@@ -232,8 +234,8 @@ def edit_article(
     Raises ``PermissionDenied`` for roles that may not edit, ``ValueError`` when nothing changed.
     """
     at = at or utcnow()
-    article = _locked_article(session, article_id, expected_version)
-    check_article_edit(role, _state(article))
+    article = locked_article(session, article_id, expected_version)
+    check_article_edit(role, state_of(article))
     previous = get_article_version(session, article_id, article.current_version)
     number = article.current_version + 1
     variants: dict[Lang, Variant | None] = {lang: variant_of(previous, lang) for lang in LANGS}
@@ -276,8 +278,8 @@ def set_article_state(
     """Change confidence / audience / governance per ``check_article_transition``; outbox upsert, or delete when
     the article becomes archived (it leaves search at once; its versions stay readable)."""
     at = at or utcnow()
-    article = _locked_article(session, article_id, expected_version)
-    check_article_transition(role, _state(article), target)
+    article = locked_article(session, article_id, expected_version)
+    check_article_transition(role, state_of(article), target)
     article.confidence, article.audience, article.governance = target.confidence, target.audience, target.governance
     article.updated_at = at
     outbox_article(session, article, at)

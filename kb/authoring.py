@@ -26,13 +26,15 @@ from kb.articles import (
     edit_article,
     get_article,
     get_article_version,
+    locked_article,
     new_version,
     outbox_article,
     set_article_state,
     stale_translation,
+    state_of,
     variant_of,
 )
-from kb.errors import ConcurrentUpdate, KBError
+from kb.errors import KBError
 from kb.lifecycle import (
     ArticleState,
     Audience,
@@ -58,11 +60,6 @@ class FieldDiff:
 
     field: str
     diff: str
-
-
-def state_of(article: Article) -> ArticleState:
-    """The KCS state fields of ``article``."""
-    return ArticleState(article.confidence, article.audience, article.governance)
 
 
 def list_versions(session: Session, article_id: str) -> list[ArticleVersion]:
@@ -97,9 +94,7 @@ def diff_versions(old: ArticleVersion, new: ArticleVersion) -> list[FieldDiff]:
 
 
 def _locked(session: Session, article_id: str, expected_version: int, role: Role) -> Article:
-    article = get_article(session, article_id)
-    if article.version_id != expected_version:
-        raise ConcurrentUpdate("article", article_id, expected_version, article.version_id)
+    article = locked_article(session, article_id, expected_version)
     check_article_edit(role, state_of(article))
     return article
 

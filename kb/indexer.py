@@ -147,7 +147,7 @@ def index_lock(index_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _generation_name(index_dir: Path) -> str | None:
+def generation_name(index_dir: Path) -> str | None:
     try:
         return (index_dir / "CURRENT").read_text(encoding="utf-8").strip() or None
     except OSError:
@@ -224,7 +224,7 @@ class IndexSync:
         """Load the current generation (rebuilding from the database if there is none or it is unusable) and
         catch up with the outbox."""
         with index_lock(settings.index_dir):
-            if _generation_name(settings.index_dir) is None:
+            if generation_name(settings.index_dir) is None:
                 engine = rebuild(session_factory, settings, embedder=embedder, progress=progress, locked=True)
             else:
 
@@ -233,7 +233,7 @@ class IndexSync:
                         return list(searchable_documents(session))
 
                 engine = store.open_engine(settings, embedder=embedder, rebuild_from=from_db, progress=progress)
-            sync = cls(session_factory, settings, engine, _generation_name(settings.index_dir))
+            sync = cls(session_factory, settings, engine, generation_name(settings.index_dir))
             sync._catch_up_locked()
         return sync
 
@@ -278,7 +278,7 @@ class IndexSync:
             return self._catch_up_locked()
 
     def _catch_up_locked(self) -> SyncReport:
-        current = _generation_name(self.settings.index_dir)
+        current = generation_name(self.settings.index_dir)
         if current != self.generation:  # another process saved since we loaded: start from its generation
             loaded = store.load(self.settings, embedder=self.engine.embedder, analyzer=self.engine.analyzer)
             with self.lock.write():

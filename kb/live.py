@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kb.config import Settings
-from kb.indexer import IndexSync, SyncReport, _generation_name
+from kb.indexer import IndexSync, SyncReport, generation_name
 from kb.models import Outbox
 from kb.search.engine import Candidates
 from kb.search.types import Document, Embedder, Filter, Hit, Mode
@@ -86,7 +86,7 @@ class LiveIndex:
     def _marks(self) -> tuple[int | None, str | None]:
         with self.session_factory() as session:
             newest = session.scalar(select(func.max(Outbox.id)))
-        return newest, _generation_name(self.settings.index_dir)
+        return newest, generation_name(self.settings.index_dir)
 
     def refresh(self, *, force: bool = False) -> SyncReport | None:
         """Catch up if the outbox or the generation on disk moved since the last check (always with ``force``)."""

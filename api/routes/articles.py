@@ -28,6 +28,7 @@ from kb.articles import (
     get_article_version,
     reuse_count,
     stale_translation,
+    state_of,
     variant_of,
 )
 from kb.authoring import (
@@ -37,7 +38,6 @@ from kb.authoring import (
     list_versions,
     notify,
     set_translation,
-    state_of,
     update_article,
 )
 from kb.errors import ArticleNotFound
