@@ -3,8 +3,9 @@
 Starts ``kb serve`` on loopback over a temporary copy of the samples (``kb db upgrade``, ``kb ingest articles``
 with the sample corpus as validated/public, ``kb ingest cases`` with the first ``--cases`` sample cases,
 ``kb users import`` of the sample users), or over an existing ``--db`` / ``--index-dir``. Each client logs in
-as one of the sample users (staff and customers in turn) and keeps its own HTTP connection. The clients share
-one list of ``--requests`` requests drawn with a fixed seed from a realistic mix:
+as one of the sample users (staff and customers in turn) and keeps its own HTTP connection. Each client sends
+``--requests`` requests (``--clients 20 --requests 500``: 10,000 in all), its own slice of one list drawn with a fixed
+seed from a realistic mix:
 
 - 60 % ``GET /search`` with a sample query (zh, en and mixed, ``data/samples/queries.jsonl``);
 - 25 % ``POST /suggest`` with a query as the case form's subject and description;
@@ -13,9 +14,12 @@ one list of ``--requests`` requests drawn with a fixed seed from a realistic mix
 - 5 % ``GET /auth/me``.
 
 Reported: errors (non-2xx or transport errors), p50/p95/p99 per request kind and overall, throughput, and the
-resident memory of the server processes after a warm-up and at the end. The server is stopped at the end (or
-on Ctrl-C). It embeds queries with the configured model unless ``--no-embed``. Exit status 1 when any request
-failed.
+resident memory (``/proc/<pid>/status`` VmRSS) of the server processes, sampled every ``--sample-s`` seconds while
+the load runs. Memory is *flat* when every worker's RSS at the end of the run grew by less than
+``FLAT_MB`` (30 MB) or less than ``FLAT_FRACTION`` (5 %) over its RSS when a quarter of the measured requests were
+done (the first quarter is the warm-up of allocator pools and caches). The server is stopped at the end (or on
+Ctrl-C). It embeds queries with the configured model unless ``--no-embed``. Exit status 1 when any request failed
+or memory was not flat.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +50,8 @@ SAMPLES = ROOT / "data" / "samples"
 KB = Path(sys.executable).parent / "kb"
 MIX: tuple[tuple[str, float], ...] = (("search", 0.60), ("suggest", 0.25), ("read", 0.10), ("me", 0.05))
 STAFF_ROLES = frozenset({"admin", "engineer", "author", "reviewer", "coach"})
+FLAT_MB = 30.0
+FLAT_FRACTION = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +142,72 @@ def server_rss(pid: int) -> dict[str, Any]:
             workers.append(round(_rss_mb(child), 1))
     parent = round(_rss_mb(pid), 1)
     return {"supervisor": parent, "workers": sorted(workers), "total": round(parent + sum(workers), 1)}
+
+
+class RssSampler:
+    """Every ``period`` seconds, the RSS of each server worker with the count of requests done so far."""
+
+    def __init__(self, pid: int, period: float, done: Callable[[], int]) -> None:
+        self.pid = pid
+        self.period = period
+        self.done = done  # measured requests finished so far
+        self.samples: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._t0 = time.monotonic()
+
+    def _sample(self) -> None:
+        workers = {}
+        for child in _children(self.pid):
+            try:
+                cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmd:
+                workers[str(child)] = round(_rss_mb(child), 1)
+        if not workers:  # --workers 1: uvicorn serves in the kb serve process itself
+            workers[str(self.pid)] = round(_rss_mb(self.pid), 1)
+        t = round(time.monotonic() - self._t0, 1)
+        self.samples.append({"t_s": t, "done": self.done(), "workers": workers})
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            self._sample()
+
+    def __enter__(self) -> RssSampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._sample()
+
+
+def flatness(samples: Sequence[dict[str, Any]], total: int) -> dict[str, Any]:
+    """Per worker: RSS at the first sample with a quarter of ``total`` done vs the last sample; flat or not."""
+    quarter = next((s for s in samples if s["done"] >= total / 4), samples[-1])
+    end = samples[-1]
+    workers = {}
+    for pid, at_end in end["workers"].items():
+        base = quarter["workers"].get(pid)
+        if base is None:  # a worker that started after the quarter mark (a restart) is not flat
+            workers[pid] = {"at_quarter": None, "end": at_end, "growth_mb": None, "flat": False}
+            continue
+        growth = round(at_end - base, 1)
+        flat = growth < FLAT_MB or growth < FLAT_FRACTION * base
+        peak = max(s["workers"].get(pid, 0.0) for s in samples)
+        workers[pid] = {"at_quarter": base, "end": at_end, "peak": peak, "growth_mb": growth, "flat": flat}
+    gone = sorted(set(quarter["workers"]) - set(end["workers"]))
+    return {
+        "criterion": f"per worker, RSS(end) - RSS(25 % of requests done) < {FLAT_MB:g} MB or < {FLAT_FRACTION:.0%}",
+        "quarter_at_s": quarter["t_s"],
+        "end_at_s": end["t_s"],
+        "workers": workers,
+        "workers_gone": gone,
+        "flat": bool(workers) and not gone and all(w["flat"] for w in workers.values()),
+    }
 
 
 def _worker_pids(url: str) -> set[str]:
@@ -236,18 +308,15 @@ class Workload:
             return client.http.get(f"/api/v1/cases/{self.case_ids[int((draw - 0.5) * 2 * len(self.case_ids))]}")
         return client.http.get("/api/v1/cases", params={"limit": 20})
 
-    def run(self, clients: Sequence[Client], items: Sequence[tuple[str, float]]) -> tuple[list[Result], float]:
+    def run(
+        self, clients: Sequence[Client], items: Sequence[tuple[str, float]], results: list[Result] | None = None
+    ) -> tuple[list[Result], float]:
+        """Client ``i`` sends ``items[i::len(clients)]`` in order; results are appended to ``results`` as they come."""
         lock = threading.Lock()
-        queue = iter(items)
-        results: list[Result] = []
+        results = [] if results is None else results
 
-        def worker(client: Client) -> None:
-            while True:
-                with lock:
-                    item = next(queue, None)
-                if item is None:
-                    return
-                kind, draw = item
+        def worker(client: Client, mine: Sequence[tuple[str, float]]) -> None:
+            for kind, draw in mine:
                 start = time.perf_counter()
                 try:
                     status = self.request(client, kind, draw).status_code
@@ -257,7 +326,8 @@ class Workload:
                 with lock:
                     results.append(Result(kind, ms, status))
 
-        threads = [threading.Thread(target=worker, args=(c,)) for c in clients]
+        n = len(clients)
+        threads = [threading.Thread(target=worker, args=(c, items[i::n])) for i, c in enumerate(clients)]
         start = time.perf_counter()
         for t in threads:
             t.start()
@@ -295,16 +365,20 @@ def summarise(results: Sequence[Result]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.loadtest", description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
-    p.add_argument("--requests", type=int, default=500, help="measured requests in all (default 500)")
+    p.add_argument("--requests", type=int, default=500, help="measured requests per client (default 500)")
     p.add_argument("--workers", type=int, default=2, help="kb serve worker processes (default 2)")
     p.add_argument("--db", help="an existing database URL (with --index-dir) instead of a copy of the samples")
     p.add_argument("--index-dir", help="the index directory of --db")
     p.add_argument("--cases", type=int, default=100, help="sample cases ingested into the temporary copy (default 100)")
     p.add_argument("--no-embed", action="store_true", help="BM25 only (the server loads no model)")
+    p.add_argument("--rss-log", help="write every RSS sample (JSON list) to this file")
+    p.add_argument("--sample-s", type=float, default=1.0, help="seconds between RSS samples (default 1)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")
     args = p.parse_args(argv)
-    if not 1 <= args.clients <= 200 or not 1 <= args.requests <= 100_000 or not 1 <= args.workers <= 16:
-        p.error("--clients 1..200, --requests 1..100000, --workers 1..16")
+    if not 1 <= args.clients <= 200 or not 1 <= args.requests <= 10_000 or not 1 <= args.workers <= 16:
+        p.error("--clients 1..200, --requests 1..10000, --workers 1..16")
+    if not 0.1 <= args.sample_s <= 60:
+        p.error("--sample-s 0.1..60")
     if bool(args.db) != bool(args.index_dir):
         p.error("--db and --index-dir go together")
     work = Path(tempfile.mkdtemp(prefix="kb-loadtest-"))
@@ -335,8 +409,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
             workload.run(clients, warm)
             rss_warm = server_rss(pid)
-            results, wall = workload.run(clients, plan(args.requests))
+            total = args.clients * args.requests
+            load_start = [round(x, 2) for x in os.getloadavg()]
+            results: list[Result] = []
+            with RssSampler(pid, args.sample_s, lambda: len(results)) as sampler:
+                _, wall = workload.run(clients, plan(total), results)
             rss_end = server_rss(pid)
+            memory = flatness(sampler.samples, total)
             for c in clients:
                 c.http.close()
     finally:
@@ -358,6 +437,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "error_samples": failures[:10],
         "latency": stats,
         "rss_mb": {"after_warmup": rss_warm, "end": rss_end},
+        "memory": memory,
+        "rss_samples": len(sampler.samples),
+        "load_avg_start": load_start,
+        "load_avg_end": [round(x, 2) for x in os.getloadavg()],
     }
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
@@ -370,7 +453,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for kind, s in stats.items():
             print(f"{kind:<8} {s['n']:>5} {s['errors']:>4} {s['p50_ms']:>8} {s['p95_ms']:>8} {s['p99_ms']:>8}")
         print(f"server RSS MB after warm-up {rss_warm}, at the end {rss_end}")
-    return 1 if failures else 0
+        print(f"memory: {memory['criterion']}: {'flat' if memory['flat'] else 'NOT FLAT'}")
+        for wpid, w in memory["workers"].items():
+            print(f"  worker {wpid}: {w['at_quarter']} MB at 25 % -> {w['end']} MB at the end ({w['growth_mb']} MB)")
+    if args.rss_log:
+        Path(args.rss_log).write_text(json.dumps(sampler.samples) + "\n", encoding="utf-8")
+    return 1 if failures or not memory["flat"] else 0
 
 
 if __name__ == "__main__":
