@@ -21,11 +21,16 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-# Debian's chromium for the browser tests (Playwright drives it; never `playwright install`). Needs root or sudo.
+# Debian's chromium for the browser tests (Playwright drives it; never `playwright install`), and the Noto CJK fonts
+# (without them Chinese text renders as boxes in screenshots). Installs only what is missing. Needs root or sudo.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@PKGS=""; \
+	command -v chromium >/dev/null 2>&1 || PKGS="chromium"; \
+	dpkg-query -W -f='$${Status}' fonts-noto-cjk 2>/dev/null | grep -q 'ok installed' || PKGS="$$PKGS fonts-noto-cjk"; \
+	if [ -n "$$PKGS" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$PKGS; \
+	fi
 
 # The main job: migrate the database, import the sample knowledge base, ingest the sample resolved cases into
 # knowledge drafts (near-duplicates linked or merged), and answer a query from the index derived from the database.
