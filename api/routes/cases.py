@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,7 +26,7 @@ from kb import articles as kb_articles
 from kb import casework, webhooks
 from kb.access import Principal, article_clause, event_clause
 from kb.errors import ArticleNotFound, PermissionDenied
-from kb.lifecycle import CaseState, Channel, EscalationLevel, Priority, Role, SlaStatus
+from kb.lifecycle import CaseState, Channel, Confidence, EscalationLevel, Priority, Role, SlaStatus
 from kb.models import Article, ArticleVersion, Case, CaseArticleLink, CaseEvent, EventKind, Org, Relation, User, utcnow
 from kb.retrieval import query_lang, suggest
 
@@ -457,13 +457,39 @@ def draft_variants(
     return {source: native, other.lang: translated}, sections
 
 
+def _open_draft(session: Session, case_id: int) -> Article | None:
+    """The oldest not-yet-validated article (WIP or not validated) linked to the case as solving it, if any."""
+    stmt = (
+        select(Article)
+        .join(CaseArticleLink, CaseArticleLink.article_id == Article.id)
+        .where(
+            CaseArticleLink.case_id == case_id,
+            CaseArticleLink.relation == Relation.SOLVED_BY,
+            Article.confidence.in_([Confidence.WIP, Confidence.NOT_VALIDATED]),
+        )
+        .order_by(CaseArticleLink.created_at, CaseArticleLink.id)
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
 @router.post(
-    "/{case_id}/article-draft", status_code=201, response_model=DraftOut, summary="Draft an article from the case"
+    "/{case_id}/article-draft",
+    status_code=201,
+    response_model=DraftOut,
+    summary="Draft an article from the case (201), or the case's open draft if it has one (200)",
 )
-def article_draft_route(case_id: IdPath, principal: DraftDep, unit: UnitDep, live: LiveDep) -> DraftOut:
+def article_draft_route(
+    case_id: IdPath, principal: DraftDep, unit: UnitDep, live: LiveDep, response: Response
+) -> DraftOut:
     glosser = live.sync.engine.analyzer
     with unit.transaction() as session:
         case = casework.visible_case(session, principal, case_id)
+        # Idempotent: pressing "create article" twice (or two engineers on one case) must not make two drafts.
+        existing = _open_draft(session, case.id)
+        if existing is not None:
+            response.status_code = 200
+            return DraftOut(article_id=existing.id, version=existing.current_version)
         variants, sections = draft_variants(session, case, glosser)
         article = kb_articles.create_article(
             session,
