@@ -461,11 +461,31 @@ function pageConsoleCase() {
       $("#resolution-form").resolution.value = current.resolution || "";
       $("#case-sla").replaceWith(Object.assign(slaBadge(current.sla), { id: "case-sla" }));
       transitionButtons($("#transitions"), current, reload);
+      showAssignee(current);
     } catch (err) {
       $("#case-subject").textContent = err.status === 404 ? T.not_found : T.error + err.message;
       throw err;
     }
   };
+  const assignMe = $("#assign-me");
+  const me = Number(assignMe.dataset.userId);
+  const showAssignee = (c) => {
+    const mine = c.assignee_id === me;
+    $("#case-assignee").textContent = mine ? T.assigned_to_you : c.assignee_id ? "#" + c.assignee_id : T.unassigned;
+    assignMe.hidden = mine || !me;
+  };
+  assignMe.addEventListener("click", async () => {
+    if (assignMe.disabled) return;
+    assignMe.disabled = true;
+    try {
+      await api("POST", "/cases/" + id + "/assign", { assignee_id: me, expected_version: current.version_id });
+      await reload();
+    } catch (err) {
+      fail(err);
+    } finally {
+      assignMe.disabled = false;
+    }
+  });
   noteForm(id, true, reload);
   $("#resolution-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -490,13 +510,17 @@ function pageConsoleCase() {
       fail(err);
     }
   });
-  $("#create-article").addEventListener("click", async (ev) => {
+  const createArticle = $("#create-article");
+  createArticle.addEventListener("click", async () => {
+    // Disabled while the request runs (and after it, while the editor loads): one press, one draft. The API
+    // answers a repeated request with the case's existing draft as well.
+    if (createArticle.disabled) return;
+    createArticle.disabled = true;
     try {
-      ev.target.disabled = true;
       const draft = await api("POST", "/cases/" + id + "/article-draft");
       location.href = "/author/articles/" + encodeURIComponent(draft.article_id);
     } catch (err) {
-      ev.target.disabled = false;
+      createArticle.disabled = false;
       fail(err);
     }
   });
@@ -512,7 +536,29 @@ function articleTitle(a) {
   return DATA.lang === "en" ? a.title_en || a.title_zh : a.title_zh || a.title_en;
 }
 
+function newArticleForm() {
+  const form = $("#new-article-form");
+  if (!form) return;
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    flash("");
+    const title = form.title.value.trim();
+    if (!title || form.dataset.busy) return;
+    form.dataset.busy = "1";
+    $("#new-article").disabled = true;
+    try {
+      const created = await api("POST", "/articles", { [form.lang.value]: { title } });
+      location.href = "/author/articles/" + encodeURIComponent(created.article_id);
+    } catch (err) {
+      delete form.dataset.busy;
+      $("#new-article").disabled = false;
+      fail(err);
+    }
+  });
+}
+
 async function pageAuthor() {
+  newArticleForm();
   for (const table of document.querySelectorAll(".article-list")) {
     try {
       const page = await api("GET", "/articles?limit=100&confidence=" + table.dataset.confidence);
@@ -557,6 +603,8 @@ function pageEditor() {
       const v = a[l] || {};
       for (const f of ["title"].concat(FIELDS)) form.elements[l + "." + f].value = v[f] || "";
       $("#stale-" + l).hidden = !(a.stale && a.stale[l]);
+      const mark = $("#mark-current-" + l);
+      if (mark) mark.hidden = !(a.stale && a.stale[l] && a[l]);
     }
     form.keywords.value = (a.keywords || []).join(", ");
     form.products.value = (a.products || []).join(", ");
@@ -622,6 +670,28 @@ function pageEditor() {
       else fail(err);
     }
   };
+  for (const mark of document.querySelectorAll(".mark-current")) {
+    mark.addEventListener("click", async () => {
+      const l = mark.dataset.lang;
+      if (mark.disabled || !article || !article[l]) return;
+      // The variant as shown (edits included) becomes the translation of the other language's current version.
+      const variant = { machine_translated: Boolean(article[l].machine_translated) };
+      for (const f of ["title"].concat(FIELDS)) variant[f] = form.elements[l + "." + f].value.trim();
+      mark.disabled = true;
+      flash("");
+      try {
+        fill(await api("PUT", "/articles/" + encodeURIComponent(id) + "/translations/" + l, {
+          expected_version: article.version_id, variant,
+        }));
+        await loadVersions();
+        flash(T.marked_current, "ok");
+      } catch (err) {
+        fail(err);
+      } finally {
+        mark.disabled = false;
+      }
+    });
+  }
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     flash("");
