@@ -16,6 +16,7 @@ from api import limits
 from api.errors import install_error_handlers
 from api.routes import ROUTERS
 from api.searchlog import SearchLogBuffer
+from kb.assistant import build_assistant
 from kb.cli_db import open_database
 from kb.config import Settings
 from kb.db import make_session_factory
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         app.state.live = live
         hooks: list[Callable[[], object]] = [live.refresh]
         app.state.after_commit = hooks
+        app.state.assistant = build_assistant(live, settings)
         app.state.search_log = SearchLogBuffer(factory)
         app.state.search_log.start()
         for start in app.state.on_start:
@@ -64,6 +66,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             app.state.search_log.stop()
             for stop in app.state.on_stop:
                 stop(app)
+            if app.state.assistant.llm is not None:
+                app.state.assistant.llm.close()
             engine.dispose()
 
     app = FastAPI(

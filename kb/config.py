@@ -50,6 +50,18 @@ class Settings:
     """How often each worker checks the database for changes to apply to its search index."""
     embed_in_service: str = "on"
     """``on``: the service embeds queries with ``embed_model`` (hybrid search); ``off``: BM25 only."""
+    # --- the assistant ---
+    llm_base_url: str = ""
+    """An OpenAI-compatible endpoint (``http://127.0.0.1:8001/v1``: vLLM, llama.cpp, Ollama, or a hosted one) for
+    generated answers; empty: the extractive generator only (offline, nothing to install)."""
+    llm_model: str = ""
+    llm_api_key: str = ""
+    llm_timeout_s: float = 30.0
+    """Total time one generated answer may take (the extractive answer is given instead after it)."""
+    llm_max_tokens: int = 512
+    llm_max_retries: int = 1
+    public_url: str = ""
+    """The portal's own address (``https://kb.example.com``): answers may link to it besides relative links."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -64,6 +76,8 @@ class Settings:
                     values[f.name] = Path(raw)
                 elif f.type in ("int", int):
                     values[f.name] = int(raw)
+                elif f.type in ("float", float):
+                    values[f.name] = float(raw)
                 else:
                     values[f.name] = raw
             except ValueError as exc:
@@ -76,7 +90,12 @@ class Settings:
             raise ConfigError(f"gloss_for_embedding must be auto, on or off, not {self.gloss_for_embedding!r}")
         if self.embed_in_service not in ("on", "off"):
             raise ConfigError(f"embed_in_service must be on or off, not {self.embed_in_service!r}")
+        if self.llm_base_url and not self.llm_model:
+            raise ConfigError("llm_base_url is set but llm_model is not (KB_LLM_MODEL)")
+        if self.llm_timeout_s <= 0:
+            raise ConfigError("llm_timeout_s must be more than 0")
         for name in (
+            "llm_max_tokens",
             "embed_threads",
             "query_threads",
             "embed_batch_size",

@@ -1,6 +1,6 @@
 """Every router of the API, mounted under /api/v1 by ``api.main.create_app``."""
 
-from api.routes import analytics, articles, auth, cases, health, search, suggest, webhooks
+from api.routes import analytics, articles, assistant, auth, cases, health, search, suggest, webhooks
 
 ROUTERS = [
     health.router,
@@ -11,4 +11,5 @@ ROUTERS = [
     suggest.router,
     webhooks.router,
     analytics.router,
+    assistant.router,
 ]

@@ -9,6 +9,8 @@ add with the merged corpus statistics); ``compact()`` folds everything back into
 
 from __future__ import annotations
 
+import math
+
 import re
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -54,6 +56,20 @@ class Segments:
                 best = max(best, self.delta.term_max(t))
             total += best
         return total
+
+    def idf(self, tokens: Iterable[str]) -> dict[str, float]:
+        """Per distinct token, ``ln(1 + (N - df + 0.5) / (df + 0.5))`` over every row (always > 0; a token
+        no row has gets the largest value): how much finding the token in a text says."""
+        # The delta's statistics are main + delta merged (see ``append``): its df is the whole df of every term
+        # in its vocabulary; a term only main has keeps main's df.
+        n = (self.delta or self.main).stats_docs
+        out: dict[str, float] = {}
+        for t in tokens:
+            if t not in out:
+                df = self.delta.doc_freq(t) if self.delta is not None else 0
+                df = df or self.main.doc_freq(t)
+                out[t] = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        return out
 
     def append(self, tokens: list[list[str]], params: BM25Params) -> None:
         self.delta_tokens.extend(tokens)

@@ -84,6 +84,11 @@ def _hard_split(text: str, lo: int, hi: int, max_chars: int) -> list[tuple[int, 
     return pieces
 
 
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` (stripped, in order), cut where ``split_passages`` would cut."""
+    return [text[lo:hi] for lo, hi in _sentence_spans(text)]
+
+
 def split_passages(text: str, *, max_chars: int = 600, overlap_sentences: int = 1) -> list[str]:
     """Split ``text`` into passages of at most ``max_chars`` characters, cut at sentence ends.
 

@@ -215,6 +215,16 @@ class SparseIndex:
                 np.add.at(scores, self._a.rows[term.lo : term.hi], weights)
         return scores
 
+    def doc_freq(self, token: str) -> int:
+        """How many rows of the statistics the weights use contain ``token`` (0 when unknown)."""
+        tid = self._vocab.get(token)
+        return 0 if tid is None else int(self._a.df[tid])
+
+    @property
+    def stats_docs(self) -> int:
+        """The document count of the statistics the weights use."""
+        return int(self._stats[0])
+
     def term_max(self, token: str) -> float:
         """The largest weight ``token`` has in any row (0.0 when absent): a query's score upper bound is
         the sum of its terms' maxima, which lets fusion read a score as "share of the query matched"."""
