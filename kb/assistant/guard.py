@@ -21,7 +21,7 @@ WITHHELD: Final = "[withheld: instruction-like text]"
 
 _HIDDEN_ELEMENT: Final = re.compile(
     r"<(?P<tag>[a-z][a-z0-9]*)\b[^>]*?(?:style\s*=\s*[\"'][^\"']*"
-    r"(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|opacity\s*:\s*0(?:\.0+)?\b|color\s*:\s*(?:#fff(?:fff)?|white|transparent))"
+    r"(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0+(?:\.0+)?(?![\d.])|opacity\s*:\s*0+(?:\.0+)?(?![\d.])|color\s*:\s*(?:#fff(?:fff)?|white|transparent))"
     r"[^\"']*[\"']|\bhidden\b|aria-hidden\s*=\s*[\"']true[\"'])[^>]*>.*?</(?P=tag)\s*>",
     re.IGNORECASE | re.DOTALL,
 )
@@ -141,6 +141,8 @@ def filter_links(text: str, base_url: str = "") -> tuple[str, int]:
 
     def bare(m: re.Match[str]) -> str:
         nonlocal removed
+        if allowed_link(m.group(0), base_url):  # an absolute link to the knowledge base itself
+            return m.group(0)
         removed += 1
         return "[link removed]"
 
