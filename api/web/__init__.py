@@ -164,8 +164,14 @@ def article_page(request: Request, article_id: str) -> Response:
 
 
 @router.get("/cases/new", response_class=HTMLResponse)
-def new_case_page(request: Request) -> Response:
-    return _page(request, "case_new.html", "case_new")
+def new_case_page(request: Request, subject: str = "") -> Response:
+    """The case form; ``subject`` prefills it (the assistant's "open a case" after an abstention)."""
+    return _page(request, "case_new.html", "case_new", data={"subject": subject[:500]})
+
+
+@router.get("/assistant", response_class=HTMLResponse)
+def assistant_page(request: Request, q: str = "") -> Response:
+    return _page(request, "assistant.html", "assistant", data={"q": q[:1000]})
 
 
 @router.get("/cases", response_class=HTMLResponse)

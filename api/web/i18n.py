@@ -15,6 +15,26 @@ _PAIRS: Final[dict[str, tuple[str, str]]] = {
     # key: (zh, en)
     "app_name": ("技术支持知识库", "Support knowledge base"),
     "nav_search": ("搜索", "Search"),
+    "nav_assistant": ("智能助手", "Assistant"),
+    "assistant_title": ("问问知识库助手", "Ask the knowledge base"),
+    "assistant_hint": (
+        "用自己的话描述问题；回答只引用知识库文章，每句都标注来源。",
+        "Describe the problem in your own words; answers quote knowledge base articles, each sentence cited.",
+    ),
+    "assistant_placeholder": (
+        "例如：Outlook 无法连接 Exchange，报错 0x800CCC0E",
+        "e.g. Outlook cannot connect, 0x800CCC0E",
+    ),
+    "assistant_ask": ("提问", "Ask"),
+    "assistant_sources": ("来源", "Sources"),
+    "assistant_closest": ("最接近的文章", "Closest articles"),
+    "assistant_abstained": ("知识库中没有可靠的答案。", "The knowledge base has no reliable answer."),
+    "assistant_quoted": ("以下内容摘自知识库文章。", "Quoted from knowledge base articles."),
+    "assistant_generated": (
+        "由生成模型根据知识库文章撰写，已核对来源。",
+        "Written by the generator from the articles; sources checked.",
+    ),
+    "assistant_from_search": ("找不到？问问智能助手", "Can't find it? Ask the assistant"),
     "nav_new_case": ("提交工单", "New case"),
     "nav_my_cases": ("我的工单", "My cases"),
     "nav_console": ("工单队列", "Queue"),

@@ -720,7 +720,123 @@ function pageEditor() {
   load();
 }
 
+// --- assistant ----------------------------------------------------------------------------------------------------
+
+function sseEvents(buffer) {
+  // Complete Server-Sent Events at the head of ``buffer``: [[events], rest].
+  const out = [];
+  let cut;
+  while ((cut = buffer.indexOf("\n\n")) >= 0) {
+    const block = buffer.slice(0, cut);
+    buffer = buffer.slice(cut + 2);
+    let name = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event:")) name = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+    }
+    if (data.length) out.push([name, JSON.parse(data.join("\n"))]);
+  }
+  return [out, buffer];
+}
+
+function citeLinks(cites, byNumber) {
+  return cites.map((n) => {
+    const c = byNumber && byNumber.get(n);
+    return c
+      ? h("a", { class: "cite", href: c.url, title: `${c.title} (${c.ref} v${c.version})`, "data-cite": n }, `[${n}]`)
+      : h("span", { class: "cite", "data-cite": n }, `[${n}]`);
+  });
+}
+
+function pageAssistant() {
+  const form = $("#ask-form");
+  const box = $("#answer");
+  const list = $("#answer-sentences");
+  const status = $("#answer-status");
+  const notes = $("#answer-notes");
+  const sentence = (s, byNumber) => h("li", { class: "sentence" }, s.text, " ", ...citeLinks(s.cites, byNumber));
+
+  function render(answer) {
+    const byNumber = new Map(answer.citations.map((c) => [c.n, c]));
+    list.replaceChildren(...answer.sentences.map((s) => sentence(s, byNumber)));
+    notes.replaceChildren(...answer.notes.map((n) => h("li", {}, n)));
+    $("#citation-list").replaceChildren(
+      ...answer.citations.map((c) =>
+        h(
+          "li",
+          { class: "hit", "data-ref": c.ref },
+          `[${c.n}] `,
+          h("a", { href: c.url, class: "hit-title" }, c.title),
+          h("span", { class: "muted small" }, ` ${c.ref} · v${c.version}`),
+        ),
+      ),
+    );
+    $("#answer-citations").hidden = answer.citations.length === 0;
+    const abstained = answer.status === "abstained";
+    $("#abstention").hidden = !abstained;
+    if (abstained) {
+      $("#closest-list").replaceChildren(
+        ...answer.closest.map((a) => h("li", { class: "hit" }, h("a", { href: a.url, class: "hit-title" }, a.title))),
+      );
+      const action = answer.actions.find((a) => a.type === "open_case");
+      if (action) $("#open-case").href = action.url;
+    }
+    status.textContent = abstained ? T.assistant_abstained : answer.generator === "llm" ? T.assistant_generated : T.assistant_quoted;
+    box.dataset.status = answer.status;
+  }
+
+  async function ask(question) {
+    box.hidden = false;
+    delete box.dataset.status;
+    list.replaceChildren();
+    notes.replaceChildren();
+    $("#answer-citations").hidden = true;
+    $("#abstention").hidden = true;
+    status.textContent = T.loading;
+    $("#ask-button").disabled = true;
+    try {
+      const r = await fetch(API + "/assistant/stream", {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        body: JSON.stringify({ question }),
+      });
+      if (!r.ok) {
+        const payload = await r.json().catch(() => null);
+        throw new ApiError(r.status, (payload && payload.detail) || r.statusText);
+      }
+      const reader = r.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        let events;
+        [events, buffer] = sseEvents(buffer + decoder.decode(value, { stream: true }));
+        for (const [name, data] of events) {
+          if (name === "sentence") list.append(sentence(data));
+          else if (name === "fallback") list.replaceChildren();
+          else if (name === "answer") render(data);
+        }
+      }
+    } catch (err) {
+      status.textContent = "";
+      fail(err);
+    } finally {
+      $("#ask-button").disabled = false;
+    }
+  }
+
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const question = form.question.value.trim();
+    if (question.length >= 2) ask(question);
+  });
+  if (form.question.value.trim()) ask(form.question.value.trim());
+}
+
 const PAGES = {
+  assistant: pageAssistant,
   login: pageLogin,
   search: pageSearch,
   article: pageArticle,
