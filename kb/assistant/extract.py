@@ -18,6 +18,7 @@ from typing import Final
 
 from kb.assistant.guard import is_instruction
 from kb.assistant.types import Source
+from kb.search.engine import is_identifier
 from kb.search.passages import split_sentences
 from kb.text import Analyzer
 
@@ -29,6 +30,11 @@ the sentence that holds an answer often names the subject only through a pronoun
 MAX_STEPS: Final = 8
 MAX_SENTENCE_CHARS: Final = 600
 CACHE_TEXTS: Final = 20_000
+IDENTIFIER_WEIGHT: Final = 3.0
+TOP_TERMS: Final = 10
+"""Full coverage needs the idf mass of the question's ``TOP_TERMS`` most informative terms, not of all of them:
+a long question (a pasted description) is answered by a text that covers its core, not its every word. Chosen on
+XQuAD (balanced accuracy of abstention zh 0.78 -> 0.79, zh cross-lingual 0.66 -> 0.70; en unchanged)."""
 STEP_SECTIONS: Final = frozenset({"resolution"})
 TITLE: Final = "title"
 RANK_PRIOR: Final = 0.1
@@ -71,7 +77,7 @@ class Matcher:
 
     def question(self, text: str) -> Question:
         a = self.analyzer.analyze_query(text, max_chars=1000, max_terms=self._max_terms)
-        return Question(text, a.lang, self._native_idf(a.native), self._gloss_idf(a.gloss))
+        return Question(text, a.lang, _boost(self._native_idf(a.native)), _boost(self._gloss_idf(a.gloss)))
 
     def tokens(self, text: str) -> tuple[frozenset[str], frozenset[str]]:
         """(native, gloss) token sets of ``text``; cached, since the same articles answer many questions."""
@@ -101,11 +107,19 @@ def support_bucket(question_lang: str, source_lang: str) -> str:
     return f"{q}-same" if source_lang == q else f"{q}-cross"
 
 
+def _boost(weights: dict[str, float]) -> dict[str, float]:
+    """Identifiers (error codes, KB ids) weigh ``IDENTIFIER_WEIGHT`` x their idf: in support the exact code is
+    the strongest evidence there is (retrieval boosts them the same way, ``kb.search.engine``)."""
+    return {t: w * IDENTIFIER_WEIGHT if is_identifier(t) else w for t, w in weights.items()}
+
+
 def _share(weights: dict[str, float], tokens: frozenset[str]) -> float:
     total = sum(weights.values())
+    if len(weights) > TOP_TERMS:
+        total = sum(sorted(weights.values(), reverse=True)[:TOP_TERMS])
     if total <= 0:
         return 0.0
-    return sum(w for t, w in weights.items() if t in tokens) / total
+    return min(1.0, sum(w for t, w in weights.items() if t in tokens) / total)
 
 
 _STEP: Final = re.compile(r"(?:^|(?<=[\s;；。.]))(?=(?:\d{1,2}|[一二三四五六七八九十])[.、)）]\s*\S)")

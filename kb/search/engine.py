@@ -10,7 +10,6 @@ add with the merged corpus statistics); ``compact()`` folds everything back into
 from __future__ import annotations
 
 import math
-
 import re
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -378,6 +377,11 @@ _IDENTIFIER = re.compile(
 IDENTIFIER_BOOST = 2
 """Query-side repeat count of identifiers (error codes, KB / CVE ids, alphanumeric ids such as hscla319):
 in support search the exact code is the strongest evidence there is, stronger than its idf alone says."""
+
+
+def is_identifier(token: str) -> bool:
+    """An error code, KB / CVE id or other letters-and-digits id (``0x800ccc0e``, ``kb5005565``, ``hscla319``)."""
+    return _IDENTIFIER.fullmatch(token) is not None
 
 
 def boost_identifiers(tokens: list[str]) -> list[str]:
