@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 QUERY ?= Outlook 无法连接 Exchange 0x800CCC0E
+QUESTION ?= 打印机总是显示脱机，怎么办？
 PORT ?= 8000
 WORKERS ?= 2
 
@@ -33,7 +34,8 @@ browser:
 	fi
 
 # The main job: migrate the database, import the sample knowledge base, ingest the sample resolved cases into
-# knowledge drafts (near-duplicates linked or merged), and answer a query from the index derived from the database.
+# knowledge drafts (near-duplicates linked or merged), search the index derived from the database, and ask the
+# assistant a question (a cited answer, as a customer sees it).
 # Re-running it imports and ingests nothing twice.
 load: install
 	$(BIN)/kb db upgrade
@@ -41,6 +43,7 @@ load: install
 	HF_HUB_OFFLINE=1 $(BIN)/kb ingest cases data/samples/cases.jsonl -q
 	$(BIN)/kb users import data/samples/users.jsonl
 	HF_HUB_OFFLINE=1 $(BIN)/kb search "$(QUERY)"
+	HF_HUB_OFFLINE=1 $(BIN)/kb ask "$(QUESTION)"
 
 # The main job: set up, load the samples, and serve the API and the portal on http://127.0.0.1:8000 (Ctrl-C stops).
 run: load

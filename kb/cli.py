@@ -236,10 +236,11 @@ def parser() -> argparse.ArgumentParser:
     an.add_argument("text")
     an.set_defaults(func=cmd_analyze)
 
-    from kb import cli_db, cli_users  # database and user commands; imported here as they use this module's helpers
+    from kb import cli_ask, cli_db, cli_users  # imported here as they use this module's helpers
 
     cli_db.register(sub, isub, common)
     cli_users.register(sub, common)
+    cli_ask.register(sub, common)
     for entry in entry_points(group="kb.commands"):  # e.g. `kb ingest` from the ingest package (kb never imports it)
         entry.load()(sub, common)
     return p

@@ -142,6 +142,18 @@ class Analyzer:
         a = self.analyze(text[:max_chars])
         return Analysis(_cap_distinct(a.native, max_terms), _cap_distinct(a.gloss, max_terms), a.lang)
 
+    def words(self, text: str) -> list[str]:
+        """Content words of ``text``: Chinese cut into whole words by jieba (no bigrams or single characters),
+        other text as in ``analyze``; stopwords removed. For reading what a question asks, not for the index."""
+        out: list[str] = []
+        for kind, value in _segments(self.normalize(text)):
+            if kind == "cjk":
+                for chunk in _chunks(value):
+                    out.extend(w for w in self._jieba.cut(chunk, HMM=True) if w.strip() and w not in self._zh_stop)
+            else:
+                out.extend(self._ascii(kind, value))
+        return out
+
     def tokens(self, text: str) -> list[str]:
         """Native tokens only."""
         return self.analyze(text).native
