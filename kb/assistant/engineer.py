@@ -121,7 +121,7 @@ def case_assist(assistant: Assistant, session: Session, principal: Principal, ca
     lang = "en" if case.lang == "en" else "zh"
     out = CaseAssist(case.id, lang)
     book = _Book()
-    case_ref = (f"case:{case.id}", 0, "case", case.subject, case.lang, f"/cases/{case.id}")
+    case_ref = (f"case:{case.id}", 0, "case", case.subject, case.lang, f"/console/cases/{case.id}")
     n_case = book.cite(*case_ref)
 
     for sentence in _quotable(case.description)[:2]:
@@ -147,7 +147,7 @@ def case_assist(assistant: Assistant, session: Session, principal: Principal, ca
 
     found = suggest(assistant.live, session, principal, case.subject, case.description, k=SIMILAR, exclude_case=case.id)
     for hit in found.cases:
-        n = book.cite(f"case:{hit.case_id}", 0, "case", hit.subject, "", f"/cases/{hit.case_id}")
+        n = book.cite(f"case:{hit.case_id}", 0, "case", hit.subject, "", f"/console/cases/{hit.case_id}")
         resolution = " ".join(_quotable(hit.resolution)[:2]) or _t("no_resolution", lang)
         out.similar.append(
             {
@@ -207,7 +207,8 @@ def _steps(source: Source) -> list[str]:
 
 
 def _event_sentence(event: CaseEvent, book: _Book, lang: str) -> Sentence:
-    n = book.cite(f"event:{event.id}", 0, "event", str(event.kind), "", f"/cases/{event.case_id}#event-{event.id}")
+    url = f"/console/cases/{event.case_id}#event-{event.id}"
+    n = book.cite(f"event:{event.id}", 0, "event", str(event.kind), "", url)
     text = " ".join(_quotable(event.text)[:2])[:300]
     internal = _t("internal", lang) if event.internal else ""
     return Sentence(

@@ -4,6 +4,7 @@ offered the case form (prefilled with the question)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -65,4 +66,35 @@ def test_unanswerable_question_offers_a_case_form(
     page.wait_for_url(real_site.url("/cases/new") + "**")
     expect(page.locator("input[name=subject]")).to_have_value(question)
     expect(page.locator("#case-form")).to_be_visible()
+    assert page.js_errors == []  # type: ignore[attr-defined]
+
+
+def test_engineer_mode_on_a_case_page(real_site: Site, browser: Browser, contexts: list[BrowserContext]) -> None:
+    """The engineer opens a customer's printer case, asks for the assistant's summary and draft reply: every
+    sentence cited, the bilingual article's steps among the next steps, and the reply goes into the note form."""
+    customer = new_page(browser, contexts)
+    login(customer, real_site, "customer", expect_path="/")
+    customer.goto(real_site.url("/cases/new"))
+    customer.fill("input[name=subject]", "打印机显示脱机，无法打印")
+    customer.fill("textarea[name=description]", "共享打印机在 Windows 中显示脱机，打印任务一直排队。")
+    customer.fill("input[name=product]", "windows-client")
+    customer.click("#submit-case")
+    customer.wait_for_url(re.compile(r".*/cases/\d+$"))
+    case_id = customer.url.rsplit("/", 1)[1]
+    page = new_page(browser, contexts)
+    login(page, real_site, "engineer", expect_path="/console")
+    page.goto(real_site.url(f"/console/cases/{case_id}"))
+    page.click("#assist-load")
+    expect(page.locator("#assist-body")).to_be_visible()
+    for section in ("#assist-summary", "#assist-steps", "#assist-reply"):
+        items = page.locator(f"{section} li")
+        assert items.count() >= 1, section
+        for i in range(items.count()):
+            assert items.nth(i).locator(".cite").count() >= 1, section
+    expect(page.locator(f"#assist-citations li[data-ref={BILINGUAL_ID}]")).to_be_visible()
+    expect(page.locator("#assist-reply")).to_contain_text("打印机")
+    page.click("#assist-use-reply")
+    body = page.locator("#note-form textarea[name=body]").input_value()
+    assert "打印机" in body and not page.locator("#note-form input[name=internal]").is_checked()
+    shot(page, "console_case_assistant")
     assert page.js_errors == []  # type: ignore[attr-defined]

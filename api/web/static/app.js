@@ -524,6 +524,39 @@ function pageConsoleCase() {
       fail(err);
     }
   });
+  const loadAssist = async () => {
+    const out = await api("GET", "/cases/" + id + "/assist");
+    const byNumber = new Map(out.citations.map((c) => [c.n, c]));
+    const item = (s) => h("li", { class: "sentence" }, s.text, " ", ...citeLinks(s.cites, byNumber));
+    $("#assist-summary").replaceChildren(...out.summary.map(item));
+    $("#assist-similar").replaceChildren(...out.similar.map((c) => item(c.sentence)));
+    $("#assist-steps").replaceChildren(...out.next_steps.map(item));
+    $("#assist-reply").replaceChildren(...out.reply.map(item));
+    $("#assist-notes").replaceChildren(...out.notes.map((n) => h("li", {}, n)));
+    $("#assist-citations").replaceChildren(
+      ...out.citations.map((c) =>
+        h("li", { class: "hit", "data-ref": c.ref }, `[${c.n}] `, h("a", { href: c.url }, c.title || c.ref),
+          h("span", { class: "muted small" }, c.kind === "article" ? ` ${c.ref} · v${c.version}` : ` ${c.ref}`))),
+    );
+    $("#assist-body").hidden = false;
+    $("#assist-use-reply").onclick = () => {
+      const form = $("#note-form");
+      form.body.value = out.reply.map((s) => s.text).join("\n");
+      form.kind.value = "email";
+      form.internal.checked = false;
+      form.body.focus();
+    };
+  };
+  $("#assist-load").addEventListener("click", async (ev) => {
+    ev.target.disabled = true;
+    try {
+      await loadAssist();
+    } catch (err) {
+      fail(err);
+    } finally {
+      ev.target.disabled = false;
+    }
+  });
   reload()
     .then(loadLinks)
     .then(loadSuggestions)
