@@ -58,25 +58,30 @@ _INSTRUCTION: Final = re.compile(
     "|".join(
         [
             r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}\b(?:previous|prior|above|earlier|all|any|your|the)\b"
-            r".{0,40}\b(?:instructions?|prompts?|rules?|guidelines?|context|directions?|messages?)",
+            r".{0,40}\b(?:instructions?|prompts?|rules?|guidelines?|context|directions?|directives?)",
+            r"\b(?:ignore|disregard|forget)\s+(?:all|everything|anything)\s+(?:above|before|previous|prior|earlier|else)",
             r"\b(?:new|updated|real|actual|hidden|secret)\s+(?:system\s+)?instructions?\b",
-            r"\bsystem\s*(?:prompt|message|instructions?)\b",
+            r"\bsystem\s*(?:prompt|instructions?)\b",
             r"\byou\s+are\s+(?:now|no\s+longer|actually)\b",
             r"\b(?:act|behave|respond|answer|reply)\s+(?:as|like)\s+(?:an?\s+)?(?:admin|administrator|root|developer|dan|unrestricted|jailbroken)",
             r"\b(?:developer|debug|god|admin|jailbreak)\s+mode\b",
-            r"\b(?:assistant|ai|chatbot|language\s+model|llm|gpt|the\s+model)\b.{0,60}\b(?:must|should|shall|will|has\s+to|need\s+to)\b",
+            r"\b(?:assistant|ai|chatbot|language\s+model|llm|gpt|the\s+model)\b.{0,40}\b(?:must|should|shall|will|has\s+to|needs?\s+to)"
+            r"\s+(?:now\s+|always\s+|only\s+)*(?:ignore|reveal|say|reply|respond|answer|output|include|print|tell|"
+            r"disregard|write|add|cite|link|recommend|forget|obey|follow)\b",
             r"\b(?:reveal|leak|dump|print|output|repeat|disclose)\b.{0,30}\b(?:your|the|all|any)\s+(?:system\s+)?"
             r"(?:prompt|instructions|rules|internal\s+(?:articles?|notes?|documents?|cases?)|confidential|secrets?)",
             r"\b(?:respond|reply|answer)\s+only\s+(?:with|in)\b",
             r"\b(?:from\s+now\s+on|do\s+not\s+cite|without\s+citations?)\b",
             r"^\s*(?:system|assistant|user)\s*:",
             r"\bprompt\s+injection\b",
-            r"忽略.{0,12}(?:指令|指示|提示|规则|要求|说明|内容)",
+            r"(?<![勿不别])忽略.{0,12}(?:指令|指示|提示词|规则|要求|说明)",
+            r"忽略(?:之前|以上|上面|前面|先前|所有|全部)的?.{0,4}(?:提示|内容|指示)",
             r"无视.{0,12}(?:指令|指示|提示|规则|要求)",
-            r"(?:新的|真正的|隐藏的)?系统(?:提示|指令|消息)",
+            r"(?:新的|真正的|隐藏的)系统提示|系统提示词|系统指令",
             r"你现在(?:是|扮演|作为)",
             r"(?:扮演|假装|充当).{0,10}(?:管理员|开发者|助手|模型)",
-            r"(?:助手|模型|机器人|AI|ai).{0,20}(?:必须|应该|务必|一定要)",
+            r"(?:助手|模型|机器人|AI|ai).{0,20}(?:必须|应该|务必|一定要).{0,4}"
+            r"(?:回答|回复|输出|忽略|泄露|透露|说|告诉|写|添加|推荐|引用|链接|服从|遵守)",
             r"(?:泄露|透露).{0,12}(?:提示词|指令|内部|机密|密码|密钥)",
             r"(?:输出|显示|打印).{0,6}(?:提示词|系统指令|内部文章|内部案例|机密)",
             r"(?:只|仅)(?:回答|回复)",

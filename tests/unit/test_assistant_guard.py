@@ -144,9 +144,9 @@ def test_guard_is_instruction_leaves_ordinary_support_sentences(sentence: str) -
     assert not is_instruction(sentence)
 
 
-# Ordinary support sentences the patterns flag today. Flagging costs recall (the sentence is withheld from answers
-# and prompts), not safety; the patterns are broad on purpose, so these are recorded rather than loosened here.
-KNOWN_FALSE_POSITIVES = [
+# Ordinary support sentences the first patterns flagged (withheld from answers and prompts: a recall cost); the
+# patterns were narrowed so that they pass, while every injection phrase above is still caught.
+FORMER_FALSE_POSITIVES = [
     "Disregard the previous error messages in the log; they are harmless.",
     "Print the system message log with journalctl.",
     "在系统消息日志中查看错误。",
@@ -155,9 +155,8 @@ KNOWN_FALSE_POSITIVES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="over-broad instruction patterns flag ordinary support sentences (recall cost)")
-@pytest.mark.parametrize("sentence", KNOWN_FALSE_POSITIVES)
-def test_guard_is_instruction_known_false_positives(sentence: str) -> None:
+@pytest.mark.parametrize("sentence", FORMER_FALSE_POSITIVES)
+def test_guard_is_instruction_former_false_positives(sentence: str) -> None:
     assert not is_instruction(sentence)
 
 
