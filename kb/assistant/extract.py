@@ -147,7 +147,9 @@ def _share(weights: dict[str, float], tokens: frozenset[str] | set[str]) -> floa
     return min(1.0, sum(w for t, w in weights.items() if t in tokens) / total)
 
 
-_STEP: Final = re.compile(r"(?:^|(?<=[\s;；。.]))(?=(?:\d{1,2}|[一二三四五六七八九十])[.、)）]\s*\S)")
+_STEP: Final = re.compile(
+    r"(?:^|(?<=[\s;；。.]))(?=(?:\d{1,2}|[一二三四五六七八九十])(?:[、)）]|\.(?!\d))\s*\S)"  # "1. x", not "10.068"
+)
 
 
 def steps_of(text: str) -> list[str]:

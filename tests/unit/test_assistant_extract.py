@@ -65,7 +65,6 @@ def test_extract_steps_of_keeps_a_step_with_several_sentences_whole() -> None:
     assert steps_of("1. Stop it. Wait a minute.\n2. Start it.") == ["1. Stop it. Wait a minute.", "2. Start it."]
 
 
-@pytest.mark.xfail(strict=True, reason="steps_of takes a version number after a space ('10.068') for a step start")
 def test_extract_steps_of_does_not_split_at_a_version_number() -> None:
     # KB-WINC-0001 of the samples: step 2 is cut in two in the answer
     assert steps_of("1. 打开 dmp 文件。\n2. 从 OEM 官网下载并安装 10.068 或更新版本的网卡驱动。\n3. 重启。") == [
