@@ -31,7 +31,7 @@ from typing import Final
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -41,7 +41,9 @@ from api.webhooks import pending_count
 
 access_log = logging.getLogger("kb.access")
 
-SEARCH_ROUTES: Final = frozenset({"/api/v1/search", "/api/v1/suggest"})
+SEARCH_ROUTES: Final = frozenset(
+    {"/api/v1/search", "/api/v1/suggest", "/api/v1/assistant/answer", "/api/v1/assistant/stream"}
+)
 BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -62,9 +64,21 @@ class _Histograms:
         )
         self.search = Histogram(
             "kb_search_duration_seconds",
-            "Latency of search and suggestion requests",
+            "Latency of search, suggestion and assistant requests",
             ["route"],
             buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.answers = Counter(
+            "kb_assistant_answers_total",
+            "Assistant answers by outcome (answered / abstained), generator, and whether it fell back",
+            ["status", "generator", "fallback"],
+            registry=self.registry,
+        )
+        self.answer_repairs = Counter(
+            "kb_assistant_repairs_total",
+            "Citations removed, links removed and sentences dropped by the assistant's verification",
+            ["kind"],
             registry=self.registry,
         )
 
@@ -183,7 +197,7 @@ class AccessMiddleware:
             h = histograms()
             h.requests.labels(scope.get("method", ""), route, str(status)).observe(elapsed)
             if route in SEARCH_ROUTES:
-                h.search.labels(route.rsplit("/", 1)[-1]).observe(elapsed)
+                h.search.labels(route.removeprefix("/api/v1/").replace("/", "_")).observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     json.dumps(

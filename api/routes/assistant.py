@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.deps import PrincipalDep, ReadDB, StaffDep
+from api.observability import histograms
 from api.schemas import MAX_QUERY_CHARS, IdPath, StrictIn
 from api.searchlog import LoggedSearch
 from kb.access import Principal
@@ -86,6 +87,15 @@ def _prepare(request: Request, session: ReadDB, principal: Principal, question: 
 
 
 def _log(request: Request, principal: Principal, answer: Answer) -> None:
+    metrics = histograms()
+    metrics.answers.labels(answer.status, answer.generator, "yes" if answer.fallback else "no").inc()
+    for kind, n in (
+        ("citation", answer.removed_citations),
+        ("link", answer.removed_links),
+        ("sentence", answer.dropped_sentences),
+    ):
+        if n:
+            metrics.answer_repairs.labels(kind).inc(n)
     ids = [c.ref for c in answer.citations]
     request.app.state.search_log.add(
         LoggedSearch(principal, "assistant", answer.question, answer.lang, len(answer.citations), ids)

@@ -76,6 +76,19 @@ def test_request_histogram_counts_by_route_template_and_status(oenv: Env) -> Non
     assert after[bucket] == after[search_key]
 
 
+def test_assistant_answers_are_counted_and_timed(oenv: Env) -> None:
+    before = samples(oenv)
+    h = oenv.headers("customer")
+    for question in ("What is the capital of France?", "How do I bake sourdough bread?"):
+        r = oenv.client.post("/api/v1/assistant/answer", json={"question": question}, headers=h)
+        assert r.status_code == 200 and r.json()["status"] == "abstained"
+    after = samples(oenv)
+    key = ("kb_assistant_answers_total", (("fallback", "no"), ("generator", "extractive"), ("status", "abstained")))
+    assert after[key] - before.get(key, 0.0) == 2
+    timed = ("kb_search_duration_seconds_count", (("route", "assistant_answer"),))
+    assert after[timed] - before.get(timed, 0.0) == 2
+
+
 def test_gauges_report_index_outbox_and_pending_webhooks(oenv: Env) -> None:
     with oenv.app.state.session_factory.begin() as session:
         session.add(Webhook(url="http://127.0.0.1:9/none", secret="x" * 20, events=[], created_at=utcnow()))
