@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import func, select
@@ -222,3 +223,32 @@ def test_canary_staff_do_see_them(planted: tuple[Env, dict[str, Any]]) -> None:
     assert CANARIES["internal_article"] in json.dumps(r.json()["articles"], ensure_ascii=False)
     r = env.client.get(f"/api/v1/cases/{ids['own_case']}/timeline", headers=env.headers("engineer"))
     assert CANARIES["own_internal_note"] in r.text
+
+
+def test_canary_assistant_never_answers_with_a_planted_string(planted: tuple[Env, dict[str, Any]]) -> None:
+    """The assistant (GET, POST, stream) retrieves with the customer's permissions: no canary in any answer,
+    citation, closest article, note, event or error body; engineer mode refuses a customer."""
+    env, ids = planted
+    h = env.headers("customer")
+    questions = [BAIT, "0x800CCC0E 重建配置文件", *(f"{BAIT} {c}" for c in CANARIES.values()), *CANARIES.values()]
+    checked = 0
+    for q in questions:
+        for method, path, kwargs in (
+            ("GET", "/api/v1/assistant/answer", {"params": {"q": q}}),
+            ("POST", "/api/v1/assistant/answer", {"json": {"question": q}}),
+            ("POST", "/api/v1/assistant/answer", {"json": {"question": q, "generator": "extractive", "mode": "bm25"}}),
+            ("POST", "/api/v1/assistant/stream", {"json": {"question": q}}),
+        ):
+            r = env.client.request(method, path, headers=h, **kwargs)
+            assert r.status_code == 200, r.text[:200]
+            echoes = [*_sent(kwargs), quote(" ".join(q.split())[:200])]  # the open_case url carries the question
+            seen = _leaks(r.text + json.dumps(dict(r.headers)), echoes)
+            assert not seen, f"{method} {path} {q!r}: {seen}"
+            checked += 1
+    for cid in (ids["own_case"], ids["other_case"]):
+        r = env.client.get(f"/api/v1/cases/{cid}/assist", headers=h)
+        assert r.status_code == 403
+        assert not _leaks(r.text, [])
+    assert checked == 4 * len(questions)
+    staff = env.client.get(f"/api/v1/cases/{ids['own_case']}/assist", headers=env.headers("engineer"))
+    assert staff.status_code == 200 and CANARIES["own_internal_note"] in staff.text  # the suite can fail
