@@ -233,12 +233,13 @@ def test_canary_assistant_never_answers_with_a_planted_string(planted: tuple[Env
     questions = [BAIT, "0x800CCC0E 重建配置文件", *(f"{BAIT} {c}" for c in CANARIES.values()), *CANARIES.values()]
     checked = 0
     for q in questions:
-        for method, path, kwargs in (
+        routes: list[tuple[str, str, dict[str, Any]]] = [
             ("GET", "/api/v1/assistant/answer", {"params": {"q": q}}),
             ("POST", "/api/v1/assistant/answer", {"json": {"question": q}}),
             ("POST", "/api/v1/assistant/answer", {"json": {"question": q, "generator": "extractive", "mode": "bm25"}}),
             ("POST", "/api/v1/assistant/stream", {"json": {"question": q}}),
-        ):
+        ]
+        for method, path, kwargs in routes:
             r = env.client.request(method, path, headers=h, **kwargs)
             assert r.status_code == 200, r.text[:200]
             echoes = [*_sent(kwargs), quote(" ".join(q.split())[:200])]  # the open_case url carries the question
