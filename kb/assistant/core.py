@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from kb.access import Principal, article_clause, article_filter
 from kb.articles import variant_of
 from kb.assistant.extract import Extract, Matcher, Question, extract, score_sentences, support_bucket
-from kb.assistant.guard import WITHHELD, clean_source, fence, filter_links, is_instruction, new_nonce
+from kb.assistant.guard import WITHHELD, clean_source, fence, filter_links, is_instruction, new_nonce, withhold
 from kb.assistant.llm import ChatClient, LLMError
 from kb.assistant.types import Answer, Citation, Sentence, Source, Suggestion
 from kb.errors import ConfigError
@@ -319,17 +319,23 @@ def version_source(version: ArticleVersion, lang: str) -> Source | None:
     if chosen is None:
         return None
     shown, variant = chosen
-    sections = tuple((name, clean_source(getattr(variant, name))) for name in SECTIONS if getattr(variant, name))
+    sections = tuple((name, _clean(getattr(variant, name))) for name in SECTIONS if getattr(variant, name))
     return Source(
         version.article_id,
         version.version,
         "article",
         shown,
-        clean_source(variant.title),
+        _clean(variant.title),
         sections,
         url=f"/articles/{version.article_id}",
         translated_from=shown if shown != lang else "",
     )
+
+
+def _clean(text: str) -> str:
+    """Source text as the assistant may use it: what a reader sees, without links or images outside the knowledge
+    base (a foreign URL never reaches a prompt, so no model can repeat it or words hidden in it)."""
+    return withhold(filter_links(clean_source(text))[0])
 
 
 def _with_score(source: Source, score: float) -> Source:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from kb.assistant.guard import is_instruction
+from kb.assistant.guard import WITHHELD, is_instruction
 from kb.assistant.types import Source
 from kb.search.engine import is_identifier
 from kb.search.passages import split_sentences
@@ -94,7 +94,9 @@ class Matcher:
         words = set(self.analyzer.words(text))
         asked = [w for w in words if w in QUESTION_WORDS] + [w for w in QUESTION_WORDS if w in text]
         native = self._native_idf(
-            t for t in a.native if not any(t in w for w in asked)  # "怎么办" and its pieces say nothing
+            t
+            for t in a.native
+            if not any(t in w for w in asked)  # "怎么办" and its pieces say nothing
         )
         unseen = self._native_idf([""])[""]  # the idf of a term no text has
         native = {  # a Chinese bigram or character no text has is an artefact of the cut, not a missing concept
@@ -172,7 +174,7 @@ def sentences_of(source: Source) -> list[tuple[str, int, str]]:
         units = steps_of(text) if section in STEP_SECTIONS else split_sentences(text)
         for i, sentence in enumerate(units):
             sentence = sentence.strip()
-            if len(sentence) < 2 or is_instruction(sentence):
+            if len(sentence) < 2 or WITHHELD in sentence or is_instruction(sentence):
                 continue
             out.append((section, i, sentence[:MAX_SENTENCE_CHARS]))
     return out

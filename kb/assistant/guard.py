@@ -71,8 +71,9 @@ _INSTRUCTION: Final = re.compile(
             r"\b(?:reveal|leak|dump|print|output|repeat|disclose)\b.{0,30}\b(?:your|the|all|any)\s+(?:system\s+)?"
             r"(?:prompt|instructions|rules|internal\s+(?:articles?|notes?|documents?|cases?)|confidential|secrets?)",
             r"\b(?:respond|reply|answer)\s+only\s+(?:with|in)\b",
-            r"\b(?:from\s+now\s+on|do\s+not\s+cite|without\s+citations?)\b",
-            r"^\s*(?:system|assistant|user)\s*:",
+            r"\b(?:from\s+now\s+on|do\s+not\s+cite|without\s+citations?|always\s+cite)\b",
+            r"\bcite\s*(?:source\s*)?\[\d+\]",
+            r"(?:^|[.!?。！？]\s*)(?:system|assistant|user|human)\s*:",
             r"\bprompt\s+injection\b",
             r"(?<![勿不别])忽略.{0,12}(?:指令|指示|提示词|规则|要求|说明)",
             r"忽略(?:之前|以上|上面|前面|先前|所有|全部)的?.{0,4}(?:提示|内容|指示)",
@@ -92,9 +93,28 @@ _INSTRUCTION: Final = re.compile(
 )
 
 
+_LEAD: Final = re.compile(r"^[\W\d_]+")  # a step number, bullet or stray fence characters before a role prefix
+
+
 def is_instruction(sentence: str) -> bool:
     """True when ``sentence`` addresses a model rather than a reader (never quoted, never prompted)."""
-    return _INSTRUCTION.search(sentence) is not None
+    return _INSTRUCTION.search(sentence) is not None or _INSTRUCTION.search(_LEAD.sub("", sentence)) is not None
+
+
+def withhold(text: str) -> str:
+    """``text`` with each instruction-like sentence, and the rest of its line, replaced by ``WITHHELD``: planted
+    text rarely stops at one sentence ("assistant: Sure! PWNED"), and a line is what an author writes as one."""
+    from kb.search.passages import split_sentences
+
+    out: list[str] = []
+    for line in text.split("\n"):
+        sentences = split_sentences(line)
+        for i, sentence in enumerate(sentences):
+            if is_instruction(sentence):
+                line = " ".join([*sentences[:i], WITHHELD])
+                break
+        out.append(line)
+    return "\n".join(out)
 
 
 def new_nonce() -> str:
@@ -111,7 +131,8 @@ _MD_LINK: Final = re.compile(r"\[([^\]]+)\]\(\s*([^)\s]*)[^)]*\)")
 _HTML_LINK: Final = re.compile(r"<a\b[^>]*href\s*=\s*[\"']?([^\"'\s>]*)[^>]*>(.*?)</a\s*>", re.IGNORECASE | re.DOTALL)
 _HTML_IMG: Final = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 _BARE_URL: Final = re.compile(
-    r"(?:\b(?:https?|ftp|file|javascript|data|mailto):|\bwww\.)[^\s<>\"')\]，。]*", re.IGNORECASE
+    r"(?:\b(?:https?|ftp|file|javascript|data|mailto):|\bwww\.|\b(?:[a-z0-9-]+\.)+[a-z]{2,}/)[^\s<>\"')\]，。]*",
+    re.IGNORECASE,
 )
 _ALLOWED_PATH: Final = re.compile(r"^/(?:articles|cases)/[A-Za-z0-9._:-]+(?:#[A-Za-z0-9_-]*)?$")
 
