@@ -54,9 +54,17 @@ class LiveIndex:
         return cls(IndexSync.open(session_factory, settings, embedder=embedder), session_factory, settings)
 
     # ---- reading ----------------------------------------------------------------------------------
-    def search(self, query: str, k: int = 10, mode: Mode = "hybrid", filters: Filter | None = None) -> list[Hit]:
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        mode: Mode = "hybrid",
+        filters: Filter | None = None,
+        *,
+        embed_chars: int | None = None,
+    ) -> list[Hit]:
         with self.sync.lock.read():
-            return self.sync.engine.search(query, k, mode, filters)
+            return self.sync.engine.search(query, k, mode, filters, embed_chars=embed_chars)
 
     def candidates(self, query: str, k: int, mode: Mode = "hybrid", filters: Filter | None = None) -> Candidates:
         with self.sync.lock.read():

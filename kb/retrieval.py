@@ -29,6 +29,10 @@ from kb.text import Analyzer, detect_lang
 SNIPPET_CHARS: Final = 240
 FACET_POOL: Final = 100  # facets count the permitted candidates among the top FACET_POOL, not the whole corpus
 RESOLVED_STATES: Final = frozenset({"resolved", "closed"})
+SUGGEST_EMBED_CHARS: Final = 300
+"""Intake suggestions embed only the first 300 characters of subject + description (BM25 reads it all): the
+subject and the start of the description state the problem, and the model's cost grows with length (13 ms at 14
+tokens, 90 ms at its 256-token limit on this machine: ``eval/BENCH.md``, intake suggestion latency)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +230,7 @@ def suggest(
     k: int = 5,
     mode: Mode = "hybrid",
     exclude_case: int | None = None,
+    embed_chars: int | None = SUGGEST_EMBED_CHARS,
 ) -> SearchResult:
     """Articles and similar resolved cases for an unsaved (or open) case, in the language of its text.
 
@@ -237,11 +242,11 @@ def suggest(
     lang = query_lang(text)
     analyzer = live.sync.engine.analyzer
     result = SearchResult(lang)
-    hits = live.search(text, k, mode, article_filter(principal))
+    hits = live.search(text, k, mode, article_filter(principal), embed_chars=embed_chars)
     result.articles.extend(hydrate_articles(session, principal, hits, text, analyzer, lang))
     if principal.is_staff:
         flt = case_filter(principal, states=RESOLVED_STATES)
-        hits = live.search(text, k + 1, mode, flt)
+        hits = live.search(text, k + 1, mode, flt, embed_chars=embed_chars)
         if exclude_case is not None:
             hits = [h for h in hits if h.doc_id != f"{CASE_PREFIX}{exclude_case}"]
         result.cases.extend(hydrate_cases(session, principal, hits[:k], text, analyzer))

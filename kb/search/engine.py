@@ -263,9 +263,17 @@ class SearchEngine:
             mask &= np.isin(column, np.array(wanted, dtype=np.int64))
         return mask
 
-    def search(self, query: str, k: int = 10, mode: Mode = "hybrid", filters: Filter | None = None) -> list[Hit]:
-        """Top ``k`` live documents for ``query`` that pass ``filters``."""
-        cands = self.candidates(query, k, mode, filters)
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        mode: Mode = "hybrid",
+        filters: Filter | None = None,
+        *,
+        embed_chars: int | None = None,
+    ) -> list[Hit]:
+        """Top ``k`` live documents for ``query`` that pass ``filters`` (``embed_chars``: see ``candidates``)."""
+        cands = self.candidates(query, k, mode, filters, embed_chars=embed_chars)
         if mode == "bm25":
             weights = self.profile.sparse(cands.lang)
         elif mode == "vector":
@@ -274,10 +282,19 @@ class SearchEngine:
             weights = self.profile.weights(cands.lang)
         return cands.rank(weights, k, self.profile.norm, self.profile.overlap, self.profile.gloss_same)
 
-    def candidates(self, query: str, k: int, mode: Mode = "hybrid", filters: Filter | None = None) -> Candidates:
+    def candidates(
+        self,
+        query: str,
+        k: int,
+        mode: Mode = "hybrid",
+        filters: Filter | None = None,
+        *,
+        embed_chars: int | None = None,
+    ) -> Candidates:
         """The fusion input: every signal's exact score for the union of each signal's top candidates.
 
-        Filters and deleted rows are applied inside each retrieval, before its top-k.
+        Filters and deleted rows are applied inside each retrieval, before its top-k. ``embed_chars`` caps the
+        text the embedding model reads (after glossing; default ``max_query_chars``): its cost grows with length.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -306,7 +323,8 @@ class SearchEngine:
         qvec = None
         if mode in ("vector", "hybrid") and self.dense is not None and self.embedder is not None:
             text = self.analyzer.embed_text(query) if self.glossing and analysis.lang != "en" else query
-            qvec = self.embedder.encode([text[: self.settings.max_query_chars]])
+            limit = min(embed_chars or self.settings.max_query_chars, self.settings.max_query_chars)
+            qvec = self.embedder.encode([text[:limit]])
             rows, _, _ = self.dense.search(qvec, n_cand, doc_mask=mask)[0]
             pool.update(rows.tolist())
         cand = np.array(sorted(pool), dtype=np.int64)
