@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 from sqlalchemy import select
@@ -93,10 +94,16 @@ def snippet(analyzer: Analyzer, query: str, text: str, limit: int = SNIPPET_CHAR
     terms = set(analyzer.analyze_query(query, max_chars=500, max_terms=64).native)
     best, best_score = "", -1
     for passage in split_passages(text, max_chars=limit, overlap_sentences=0):
-        score = len(terms & set(analyzer.tokens(passage))) if terms else 0
+        score = len(terms & _token_set(analyzer, passage)) if terms else 0
         if score > best_score:
             best, best_score = passage, score
     return best[:limit].strip()
+
+
+@lru_cache(maxsize=16_384)
+def _token_set(analyzer: Analyzer, passage: str) -> frozenset[str]:
+    """The native tokens of an article passage: the same passages are snippeted for many queries."""
+    return frozenset(analyzer.tokens(passage))
 
 
 def _article_text(version: ArticleVersion, lang: str) -> tuple[str, str, str, str]:
