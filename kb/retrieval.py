@@ -116,22 +116,29 @@ def _article_text(version: ArticleVersion, lang: str) -> tuple[str, str, str, st
     return lang, version.article_id, "", ""
 
 
-def hydrate_articles(
-    session: Session, principal: Principal, hits: Sequence[Hit], query: str, analyzer: Analyzer, lang: str
-) -> list[ArticleHit]:
-    """Article rows for ``hits`` (in hit order) that ``principal`` may read, with title and snippet."""
-    ids = [h.doc_id for h in hits]
+def current_versions(
+    session: Session, principal: Principal, ids: Sequence[str]
+) -> dict[str, tuple[Article, ArticleVersion]]:
+    """The articles ``ids`` that ``principal`` may read, with their current versions: one ``IN (...)`` query with
+    the access clause (a row the index still holds but the database hides is simply missing)."""
     if not ids:
-        return []
+        return {}
     rows = session.execute(
         select(Article, ArticleVersion)
         .join(
             ArticleVersion,
             (ArticleVersion.article_id == Article.id) & (ArticleVersion.version == Article.current_version),
         )
-        .where(Article.id.in_(ids), article_clause(principal))
+        .where(Article.id.in_(list(ids)), article_clause(principal))
     ).all()
-    by_id = {a.id: (a, v) for a, v in rows}
+    return {a.id: (a, v) for a, v in rows}
+
+
+def hydrate_articles(
+    session: Session, principal: Principal, hits: Sequence[Hit], query: str, analyzer: Analyzer, lang: str
+) -> list[ArticleHit]:
+    """Article rows for ``hits`` (in hit order) that ``principal`` may read, with title and snippet."""
+    by_id = current_versions(session, principal, [h.doc_id for h in hits])
     out: list[ArticleHit] = []
     for hit in hits:
         if hit.doc_id not in by_id:

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kb.access import Principal, article_clause, article_filter
+from kb.access import Principal, article_filter
 from kb.articles import variant_of
 from kb.assistant.extract import Extract, Matcher, Question, extract, score_sentences, support_bucket
 from kb.assistant.guard import WITHHELD, clean_source, fence, filter_links, is_instruction, new_nonce, withhold
@@ -38,8 +37,8 @@ from kb.assistant.llm import ChatClient, LLMError
 from kb.assistant.types import Answer, Citation, Sentence, Source, Suggestion
 from kb.errors import ConfigError
 from kb.live import LiveIndex
-from kb.models import Article, ArticleVersion
-from kb.retrieval import query_lang
+from kb.models import ArticleVersion
+from kb.retrieval import current_versions, query_lang
 from kb.search.passages import split_sentences
 from kb.search.types import Mode
 
@@ -279,23 +278,12 @@ def article_sources(
     """The current versions of the articles ``ids`` that ``principal`` may read (in ``ids`` order), each in
     ``lang`` when a human-written variant exists (else the other language, marked ``translated_from``), cleaned
     of hidden text."""
-    if not ids:
-        return []
-    rows = session.execute(
-        select(Article, ArticleVersion)
-        .join(
-            ArticleVersion,
-            (ArticleVersion.article_id == Article.id) & (ArticleVersion.version == Article.current_version),
-        )
-        .where(Article.id.in_(list(ids)), article_clause(principal))
-    ).all()
-    by_id = {a.id: v for a, v in rows}
+    by_id = current_versions(session, principal, ids)
     out: list[Source] = []
     for article_id in ids:
-        version = by_id.get(article_id)
-        if version is None:
+        if article_id not in by_id:
             continue
-        source = version_source(version, lang)
+        source = version_source(by_id[article_id][1], lang)
         if source is not None:
             out.append(_with_score(source, (scores or {}).get(article_id, 0.0)))
     return out

@@ -162,6 +162,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="session")
+def real_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The same site with the real bundled sentence-transformers model (one per run: it loads the model)."""
+    from kb.cli import make_embedder
+
+    embedder = make_embedder(Settings.from_env(), batch=False)
+    with serve_site(tmp_path_factory.mktemp("browser-real"), embedder) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     SHOTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:

@@ -5,23 +5,13 @@ offered the case form (prefilled with the question)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
 
-from kb.cli import make_embedder
-from kb.config import Settings
-from tests.browser.conftest import BILINGUAL_ID, Site, login, new_page, serve_site, shot
+from tests.browser.conftest import BILINGUAL_ID, Site, login, new_page, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def real_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    embedder = make_embedder(Settings.from_env(), batch=False)
-    with serve_site(tmp_path_factory.mktemp("browser-assistant"), embedder) as running:
-        yield running
 
 
 def test_customer_asks_in_chinese_and_opens_the_cited_article(
