@@ -42,7 +42,9 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         create_article(
             session,
             None,
-            zh=Variant("打印机脱机 内部处理 zqaskinternal", symptom="打印机总是显示脱机", resolution="1. zqaskinternal 步骤"),
+            zh=Variant(
+                "打印机脱机 内部处理 zqaskinternal", symptom="打印机总是显示脱机", resolution="1. zqaskinternal 步骤"
+            ),
             article_id=INTERNAL,
             state=ArticleState(Confidence.VALIDATED, Audience.INTERNAL),
         )
