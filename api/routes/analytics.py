@@ -72,6 +72,12 @@ class DeflectionOut(BaseModel):
     rate: float | None
 
 
+class AssistantOut(BaseModel):
+    questions: int
+    abstained: int = Field(description="questions the knowledge base could not answer (knowledge gaps)")
+    top_unanswered: list[QueryCount] | None = Field(description="staff only (null for customers)")
+
+
 class SummaryOut(BaseModel):
     days: int
     since: datetime
@@ -83,6 +89,7 @@ class SummaryOut(BaseModel):
     link_rate: float | None
     sla_breaches: int
     deflection: DeflectionOut
+    assistant: AssistantOut
 
 
 def _search_scope(principal: Principal) -> ColumnElement[bool]:
@@ -226,6 +233,18 @@ def summary(
         )
         top_no_result = [QueryCount(query=text, count=int(n)) for text, n in session.execute(q)]
     resolved, rate = _link_rate(session, principal, since)
+    asked = and_(SearchLog.at >= since, SearchLog.route == "assistant", scope)
+    abstained = and_(asked, SearchLog.results == 0)
+    top_unanswered: list[QueryCount] | None = None
+    if principal.is_staff:
+        q = (
+            select(SearchLog.query, func.count().label("n"))
+            .where(abstained)
+            .group_by(SearchLog.query)
+            .order_by(func.count().desc(), SearchLog.query)
+            .limit(TOP_N)
+        )
+        top_unanswered = [QueryCount(query=text, count=int(n)) for text, n in session.execute(q)]
     return SummaryOut(
         days=days,
         since=since,
@@ -237,4 +256,7 @@ def summary(
         link_rate=rate,
         sla_breaches=_sla_breaches(session, principal, since, now),
         deflection=_deflection(session, principal, since),
+        assistant=AssistantOut(
+            questions=_count(session, asked), abstained=_count(session, abstained), top_unanswered=top_unanswered
+        ),
     )

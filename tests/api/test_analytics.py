@@ -79,6 +79,9 @@ def data(env: Env) -> Data:
         log("engineer", "engineer miss", 0, [])
         log("engineer", "similar cases", 2, ["case:1", a3])
         log("engineer", "old miss", 0, [], ago=40)
+        log("customer", "how to apply for leave", 0, [], route="assistant")  # abstained: a knowledge gap
+        log("customer", "printer offline", 1, [], route="assistant")
+        log("other_customer", "globex unanswered words", 0, [], route="assistant")
 
         c1 = _case(session, acme, "acme solved", Priority.P3, timedelta(hours=2), resolve=True)
         _case(session, acme, "acme solved without link", Priority.P3, timedelta(hours=2), resolve=True)
@@ -134,6 +137,11 @@ def test_staff_summary_counts_the_whole_center(env: Env, data: Data) -> None:
     assert top[data.internal]["links"] == 1  # staff may read the internal draft
     assert set(top) == {a1, a2, a3, b, data.internal}
     assert s["top_articles"][0]["article_id"] == a1
+    assert s["assistant"]["questions"] == 3 and s["assistant"]["abstained"] == 2
+    assert {q["query"] for q in s["assistant"]["top_unanswered"]} == {
+        "how to apply for leave",
+        "globex unanswered words",
+    }
 
 
 def test_window_widens_with_days(env: Env, data: Data) -> None:
@@ -151,6 +159,7 @@ def test_customer_summary_is_scoped_to_their_org_and_readable_articles(env: Env,
     assert s["resolved_cases"] == 2 and s["link_rate"] == 0.5
     assert s["sla_breaches"] == 1
     assert s["deflection"] == {"forms": 2, "abandoned_after_suggestion": 1, "opened_case": 1, "rate": 0.5}
+    assert s["assistant"] == {"questions": 2, "abstained": 1, "top_unanswered": None}
 
 
 def test_customer_never_sees_internal_articles_or_other_orgs_words(env: Env, data: Data) -> None:
@@ -162,6 +171,7 @@ def test_customer_never_sees_internal_articles_or_other_orgs_words(env: Env, dat
     assert s["link_rate"] == 0.0  # their only link points at an article they may not read
     text = str(s)
     assert "zebra" not in text and "Internal only" not in text and "engineer miss" not in text
+    assert "apply for leave" not in text and s["assistant"]["questions"] == 1
 
 
 def test_summary_needs_login_and_a_sane_window(env: Env) -> None:
