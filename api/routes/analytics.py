@@ -96,6 +96,18 @@ def _search_scope(principal: Principal) -> ColumnElement[bool]:
     return true() if principal.is_staff else SearchLog.user_id == principal.user_id
 
 
+def _top_queries(session: Session, where: ColumnElement[bool]) -> list[QueryCount]:
+    """The ``TOP_N`` most frequent logged texts matching ``where`` (staff only: they are other people's words)."""
+    q = (
+        select(SearchLog.query, func.count().label("n"))
+        .where(where)
+        .group_by(SearchLog.query)
+        .order_by(func.count().desc(), SearchLog.query)
+        .limit(TOP_N)
+    )
+    return [QueryCount(query=text, count=int(n)) for text, n in session.execute(q)]
+
+
 def _count(session: Session, *where: ColumnElement[bool]) -> int:
     return int(session.scalar(select(func.count()).select_from(SearchLog).where(*where)) or 0)
 
@@ -222,29 +234,11 @@ def summary(
     scope = _search_scope(principal)
     in_window = and_(SearchLog.at >= since, SearchLog.route == "search", scope)
     no_result = and_(in_window, SearchLog.results == 0)
-    top_no_result: list[QueryCount] | None = None
-    if principal.is_staff:
-        q = (
-            select(SearchLog.query, func.count().label("n"))
-            .where(no_result)
-            .group_by(SearchLog.query)
-            .order_by(func.count().desc(), SearchLog.query)
-            .limit(TOP_N)
-        )
-        top_no_result = [QueryCount(query=text, count=int(n)) for text, n in session.execute(q)]
+    top_no_result = _top_queries(session, no_result) if principal.is_staff else None
     resolved, rate = _link_rate(session, principal, since)
     asked = and_(SearchLog.at >= since, SearchLog.route == "assistant", scope)
     abstained = and_(asked, SearchLog.results == 0)
-    top_unanswered: list[QueryCount] | None = None
-    if principal.is_staff:
-        q = (
-            select(SearchLog.query, func.count().label("n"))
-            .where(abstained)
-            .group_by(SearchLog.query)
-            .order_by(func.count().desc(), SearchLog.query)
-            .limit(TOP_N)
-        )
-        top_unanswered = [QueryCount(query=text, count=int(n)) for text, n in session.execute(q)]
+    top_unanswered = _top_queries(session, abstained) if principal.is_staff else None
     return SummaryOut(
         days=days,
         since=since,
