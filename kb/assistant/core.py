@@ -197,6 +197,8 @@ class Assistant:
         citations: list[Citation] = []
         sentences: list[Sentence] = []
         notes = list(prepared.notes)
+        if fallback:  # the configured generator failed: say so, in the question's language
+            notes.insert(0, message("fallback", prepared.lang, reason=fallback))
         removed_links = 0
         for s_idx, section, text in prepared.extract.picks:
             source = prepared.sources[s_idx]

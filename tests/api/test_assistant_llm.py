@@ -217,6 +217,7 @@ def assert_fallback(answer: dict[str, Any], ids: dict[str, Any]) -> None:
     assert answer["status"] == "answered"
     assert answer["generator"] == "extractive"
     assert answer["fallback"].strip()
+    assert answer["fallback"] in answer["notes"][0]  # the answer says so, not only a field
     assert answer["citations"][0]["ref"] == ids["zebra"]
     assert "reload the ribbon ink side out" in answer["text"]
 
