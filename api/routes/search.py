@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from api.deps import LiveDep, PrincipalDep, ReadDB
 from api.schemas import K, Offset, SearchText
@@ -27,20 +27,11 @@ class ArticleHitOut(BaseModel):
     confidence: str
     audience: str
 
+    model_config = ConfigDict(from_attributes=True)  # read from kb.retrieval.ArticleHit, field by field
+
     @classmethod
     def of(cls, hit: ArticleHit) -> ArticleHitOut:
-        return cls(
-            article_id=hit.article_id,
-            version=hit.version,
-            title=hit.title,
-            snippet=hit.snippet,
-            lang=hit.lang,
-            score=hit.score,
-            signals=hit.signals,
-            products=hit.products,
-            confidence=hit.confidence,
-            audience=hit.audience,
-        )
+        return cls.model_validate(hit)
 
 
 class CaseHitOut(BaseModel):
@@ -53,18 +44,11 @@ class CaseHitOut(BaseModel):
     score: float
     signals: dict[str, float]
 
+    model_config = ConfigDict(from_attributes=True)
+
     @classmethod
     def of(cls, hit: CaseHit) -> CaseHitOut:
-        return cls(
-            case_id=hit.case_id,
-            subject=hit.subject,
-            snippet=hit.snippet,
-            resolution=hit.resolution,
-            state=hit.state,
-            product=hit.product,
-            score=hit.score,
-            signals=hit.signals,
-        )
+        return cls.model_validate(hit)
 
 
 class SearchOut(BaseModel):
