@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from eval.cache import CachedEmbedder
-from eval.datasets import LANGS, SHARED_EVAL_DIR, DatasetError, load_dataset
+from eval.datasets import LANGS, SHARED_EVAL_DIR, DatasetError, load_dataset, resolve_dataset_dir
 from eval.run import EngineFactory, SearchEngineLike, format_table, report_json, run_eval
 from kb.config import Settings
 from kb.errors import KBError
@@ -47,14 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-cache", action="store_true", help="do not use the on-disk embedding cache")
     parser.add_argument("--model", metavar="NAME_OR_PATH", help="embedding model (default: KB_EMBED_MODEL)")
     return parser
-
-
-def resolve_dataset_dir(arg: str) -> Path:
-    """``arg`` as a path when it is a folder, else the shared evaluation folder of that name if one exists."""
-    path = Path(arg)
-    if not path.is_dir() and len(path.parts) == 1 and (SHARED_EVAL_DIR / arg).is_dir():
-        return SHARED_EVAL_DIR / arg
-    return path
 
 
 class DefaultEngineFactory:

@@ -66,6 +66,14 @@ class Dataset:
     doc_lang: str | None = None
 
 
+def resolve_dataset_dir(arg: str) -> Path:
+    """``arg`` as a path when it is a folder, else the shared evaluation folder of that name if one exists."""
+    path = Path(arg)
+    if not path.is_dir() and len(path.parts) == 1 and (SHARED_EVAL_DIR / arg).is_dir():
+        return SHARED_EVAL_DIR / arg
+    return path
+
+
 def load_dataset(path: Path, *, query_lang: str | None = None, doc_lang: str | None = None) -> Dataset:
     """Read ``corpus.jsonl``, ``queries.jsonl`` and ``qrels.tsv`` from the folder ``path``.
 

@@ -30,8 +30,9 @@ import numpy as np
 import numpy.typing as npt
 from rank_bm25 import BM25Okapi
 
-from eval.datasets import SHARED_EVAL_DIR, DatasetError, load_dataset
+from eval.datasets import SHARED_EVAL_DIR, DatasetError, load_dataset, resolve_dataset_dir
 from eval.metrics import evaluate
+from kb.search.engine import index_text
 from kb.text import Analyzer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,7 +143,7 @@ def probe(dataset_dir: Path, analyzer: Analyzer, rankers: Sequence[str] = tuple(
             out["words"].append(analyzer.words(text))
         return out
 
-    doc_fields = fields([f"{d.title}\n{d.text}" if d.title else d.text for d in ds.docs])
+    doc_fields = fields([index_text(d) for d in ds.docs])  # as the index reads them
     query_fields = fields([q.text for q in ds.queries])
     results: dict[str, dict[str, float]] = {}
     for name in rankers:
@@ -162,11 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ranker", action="append", choices=sorted(RANKERS), help="only these (repeatable)")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     args = parser.parse_args(argv)
-    path = Path(args.dataset)
-    if not path.is_dir() and (SHARED_EVAL_DIR / args.dataset).is_dir():
-        path = SHARED_EVAL_DIR / args.dataset
     try:
-        report = probe(path, Analyzer(ROOT / "data"), args.ranker or tuple(RANKERS))
+        report = probe(resolve_dataset_dir(args.dataset), Analyzer(ROOT / "data"), args.ranker or tuple(RANKERS))
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

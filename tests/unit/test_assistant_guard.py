@@ -139,11 +139,6 @@ ORDINARY = [
 ]
 
 
-@pytest.mark.parametrize("sentence", ORDINARY)
-def test_guard_is_instruction_leaves_ordinary_support_sentences(sentence: str) -> None:
-    assert not is_instruction(sentence)
-
-
 # Ordinary support sentences the first patterns flagged (withheld from answers and prompts: a recall cost); the
 # patterns were narrowed so that they pass, while every injection phrase above is still caught.
 FORMER_FALSE_POSITIVES = [
@@ -155,8 +150,8 @@ FORMER_FALSE_POSITIVES = [
 ]
 
 
-@pytest.mark.parametrize("sentence", FORMER_FALSE_POSITIVES)
-def test_guard_is_instruction_former_false_positives(sentence: str) -> None:
+@pytest.mark.parametrize("sentence", ORDINARY + FORMER_FALSE_POSITIVES)
+def test_guard_is_instruction_leaves_ordinary_support_sentences(sentence: str) -> None:
     assert not is_instruction(sentence)
 
 
